@@ -1,0 +1,97 @@
+# Verona: build, run, test. `make run` and `make check` install what is
+# missing first (deploy/deps.sh), so both work on a fresh Debian 12.
+
+BUILD ?= release
+OUT := build/$(BUILD)
+BIN := $(OUT)/bin
+
+CC ?= cc
+PKGS := libuv libpq libsodium jansson inih
+CPPFLAGS += -D_GNU_SOURCE -MMD -MP
+CFLAGS_COMMON := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -g
+ifeq ($(BUILD),asan)
+  CFLAGS_BUILD := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDFLAGS_BUILD := -fsanitize=address,undefined
+else ifeq ($(BUILD),ubsan)
+  CFLAGS_BUILD := -O2 -fsanitize=undefined -fno-sanitize-recover=all
+  LDFLAGS_BUILD := -fsanitize=undefined
+else
+  CFLAGS_BUILD := -O2
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS := $(CFLAGS_COMMON) $(CFLAGS_BUILD) $(CFLAGS)
+LIBS := $(PKG_LIBS) -lhttp_parser -lzxcvbn -lm
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+PROTO_SRC := proto/config.c proto/log.c proto/password.c
+WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/db.c worker/http.c \
+              worker/login.c worker/routes.c
+SUPERVISOR_SRC := supervisor/migrate.c supervisor/users.c
+GEN_MIGRATIONS := $(OUT)/gen/migrations.c
+
+obj = $(patsubst %.c,$(OUT)/obj/%.o,$(1))
+PROTO_OBJ := $(call obj,$(PROTO_SRC)) $(OUT)/obj/gen/migrations.o
+WORKER_OBJ := $(call obj,$(WORKER_SRC))
+SUPERVISOR_OBJ := $(call obj,$(SUPERVISOR_SRC))
+
+UNIT_SRC := $(wildcard tests/unit/*.c)
+INTEGRATION_SRC := $(wildcard tests/integration/*.c)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+
+.PHONY: all deps run check bench clean tests lint
+.DELETE_ON_ERROR:
+
+all: deps $(BIN)/verona $(BIN)/verona-worker
+
+deps:
+	@sh deploy/deps.sh
+
+$(OUT)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Isql -c $< -o $@
+
+$(GEN_MIGRATIONS): sql/embed.sh $(wildcard sql/[0-9][0-9][0-9]_*.sql)
+	@mkdir -p $(dir $@)
+	sh sql/embed.sh sql > $@
+
+$(OUT)/obj/gen/migrations.o: $(GEN_MIGRATIONS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isql -c $< -o $@
+
+$(BIN)/verona-worker: $(OUT)/obj/worker/main.o $(WORKER_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BIN)/verona: $(OUT)/obj/supervisor/main.o $(SUPERVISOR_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
+
+$(OUT)/tests/integration: $(call obj,$(INTEGRATION_SRC) $(TESTLIB_SRC)) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
+
+tests: all $(OUT)/tests/unit $(OUT)/tests/integration
+
+run: all
+	sh deploy/run.sh $(BIN)
+
+check: deps
+	sh tests/run.sh
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
+	  proto worker supervisor tests
+
+bench:
+	@echo "make bench: the benchmarks of SPEC.md section 7 are not written yet (issue 8)."
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

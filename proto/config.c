@@ -1,0 +1,532 @@
+/* proto/config.c - the table of configuration keys and everything it drives:
+ * defaults, parsing (INI through inih), validation, rendering for the
+ * control socket, and the example file.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum config_type {
+    CONFIG_INT = 0,  /* decimal integer within [min, max] */
+    CONFIG_STRING,   /* free text, bounded by the field's size */
+    CONFIG_PATH,     /* text; relative paths resolve against the file's folder */
+    CONFIG_ADDRESS,  /* host:port, [v6]:port */
+    CONFIG_RATE,     /* count/seconds */
+    CONFIG_CIDRS,    /* comma or space separated CIDR list */
+    CONFIG_CHOICE,   /* one word of `choices` */
+};
+
+struct config_key {
+    const char *name;
+    enum config_type type;
+    size_t offset;
+    size_t size;        /* for text fields */
+    long min, max;      /* for CONFIG_INT and CONFIG_RATE parts */
+    const char *def;    /* default in text form; "" = empty/automatic */
+    const char *choices;
+    const char *help;
+};
+
+#define TEXT(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define NUM(f) offsetof(struct config, f), 0
+
+static const struct config_key config_keys[] = {
+    { "listen", CONFIG_ADDRESS, TEXT(listen), 0, 0, "127.0.0.1:8080", NULL,
+      "address the login API listens on (host:port, [v6]:port)" },
+    { "database_url", CONFIG_STRING, TEXT(database_url), 0, 0, "postgresql:///verona", NULL,
+      "libpq connection URL; VERONA_DATABASE_URL or DATABASE_URL override it (make run sets it)" },
+    { "workers", CONFIG_INT, NUM(workers), 0, 128, "0", NULL,
+      "number of login workers, 1-128 (0 = one per CPU)" },
+    { "worker_binary", CONFIG_PATH, TEXT(worker_binary), 0, 0, "", NULL,
+      "worker program (empty = verona-worker beside verona)" },
+    { "admin_socket", CONFIG_PATH, TEXT(admin_socket), 0, 0, "./var/verona.sock", NULL,
+      "Unix socket of verona ctl (mode 0600)" },
+    { "metrics_listen", CONFIG_ADDRESS, TEXT(metrics_listen), 0, 0, "127.0.0.1:9180", NULL,
+      "address of the Prometheus /metrics endpoint" },
+    { "health_interval_ms", CONFIG_INT, NUM(health_interval_ms), 10, 60000, "500", NULL,
+      "how often the supervisor pings each worker" },
+    { "health_timeout_ms", CONFIG_INT, NUM(health_timeout_ms), 50, 600000, "2000", NULL,
+      "a worker silent this long is killed and replaced" },
+    { "memory_soft_limit_mb", CONFIG_INT, NUM(memory_soft_limit_mb), 8, 1048576, "256", NULL,
+      "RSS above which a worker is replaced gracefully" },
+    { "memory_hard_limit_mb", CONFIG_INT, NUM(memory_hard_limit_mb), 8, 1048576, "512", NULL,
+      "RSS above which a worker is killed at once" },
+    { "drain_timeout_ms", CONFIG_INT, NUM(drain_timeout_ms), 10, 3600000, "10000", NULL,
+      "a draining worker is killed after this long" },
+    { "ready_timeout_ms", CONFIG_INT, NUM(ready_timeout_ms), 10, 3600000, "10000", NULL,
+      "a new worker must report ready within this" },
+    { "probation_ms", CONFIG_INT, NUM(probation_ms), 0, 3600000, "10000", NULL,
+      "how long a new build is watched during a rollout" },
+    { "argon2_opslimit", CONFIG_INT, NUM(argon2_opslimit), 1, 32, "2", NULL,
+      "Argon2id passes (crypto_pwhash opslimit)" },
+    { "argon2_memlimit_kib", CONFIG_INT, NUM(argon2_memlimit_kib), 8, 4194304, "19456", NULL,
+      "Argon2id memory cost in KiB" },
+    { "hash_threads", CONFIG_INT, NUM(hash_threads), 0, 128, "0", NULL,
+      "Argon2 threads per worker (0 = max(1, CPUs / workers))" },
+    { "hash_queue_max", CONFIG_INT, NUM(hash_queue_max), 1, 100000, "64", NULL,
+      "hashes queued per worker before answering 503" },
+    { "db_pool_size", CONFIG_INT, NUM(db_pool_size), 1, 64, "4", NULL,
+      "PostgreSQL connections per worker" },
+    { "session_ttl_s", CONFIG_INT, NUM(session_ttl_s), 60, 31536000, "43200", NULL,
+      "absolute session lifetime in seconds" },
+    { "session_idle_s", CONFIG_INT, NUM(session_idle_s), 60, 31536000, "1800", NULL,
+      "a session unused this long expires" },
+    { "password_min_length", CONFIG_INT, NUM(password_min_length), 8, 64, "12", NULL,
+      "shortest accepted password, in characters" },
+    { "throttle_account_address", CONFIG_RATE, NUM(throttle_account_address), 1, 31536000, "5/900", NULL,
+      "failures per username and client address / seconds" },
+    { "throttle_address", CONFIG_RATE, NUM(throttle_address), 1, 31536000, "50/900", NULL,
+      "failures per client address / seconds" },
+    { "throttle_account", CONFIG_RATE, NUM(throttle_account), 1, 31536000, "100/86400", NULL,
+      "failures per username from unknown addresses / seconds" },
+    { "trusted_proxies", CONFIG_CIDRS, TEXT(trusted_proxies), 0, 0, "", NULL,
+      "CIDRs whose X-Forwarded-For is believed (comma separated)" },
+    { "audit_retention_days", CONFIG_INT, NUM(audit_retention_days), 1, 36500, "90", NULL,
+      "login audit rows older than this are deleted" },
+    { "registration", CONFIG_CHOICE, TEXT(registration), 0, 0, "open", "open closed",
+      "open, or closed (POST /v1/users answers 403)" },
+};
+
+#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static void config_error(char *err, size_t errsize, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errsize == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errsize, fmt, ap);
+    va_end(ap);
+}
+
+static const struct config_key *config_key_find(const char *name)
+{
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
+        if (strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+static int config_parse_long(const char *text, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (*text == '\0')
+        return -1;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* host:port or [v6]:port; the host must be a numeric address. */
+static int config_address_valid(const char *text)
+{
+    char host[64];
+    const char *colon;
+    struct in6_addr a6;
+    struct in_addr a4;
+    long port;
+    size_t hostlen;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return 0;
+        hostlen = (size_t)(close - text - 1);
+        if (hostlen == 0 || hostlen >= sizeof(host))
+            return 0;
+        memcpy(host, text + 1, hostlen);
+        host[hostlen] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return 0;
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL)
+            return 0;
+        hostlen = (size_t)(colon - text);
+        if (hostlen == 0 || hostlen >= sizeof(host))
+            return 0;
+        memcpy(host, text, hostlen);
+        host[hostlen] = '\0';
+        if (inet_pton(AF_INET, host, &a4) != 1)
+            return 0;
+    }
+    return config_parse_long(colon + 1, 1, 65535, &port) == 0;
+}
+
+int config_cidr_parse(const char *text, struct config_cidr *out)
+{
+    char buf[80];
+    char *slash;
+    long prefix;
+    int maxprefix;
+
+    if (strlen(text) >= sizeof(buf))
+        return -1;
+    strcpy(buf, text);
+    slash = strchr(buf, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        maxprefix = 32;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        maxprefix = 128;
+    } else {
+        return -1;
+    }
+    prefix = maxprefix;
+    if (slash != NULL && config_parse_long(slash + 1, 0, maxprefix, &prefix) != 0)
+        return -1;
+    out->prefix = (int)prefix;
+    return 0;
+}
+
+int config_cidr_contains(const struct config_cidr *net, int family, const unsigned char *addr)
+{
+    int full, rest;
+
+    if (net->family != family)
+        return 0;
+    full = net->prefix / 8;
+    rest = net->prefix % 8;
+    if (memcmp(net->addr, addr, (size_t)full) != 0)
+        return 0;
+    if (rest != 0) {
+        unsigned char mask = (unsigned char)(0xff << (8 - rest));
+        if ((net->addr[full] & mask) != (addr[full] & mask))
+            return 0;
+    }
+    return 1;
+}
+
+/* Splits a CIDR list on commas and blanks; fills cfg->trusted_proxy. */
+static int config_cidrs_parse(struct config *cfg, const char *text, char *err, size_t errsize)
+{
+    char buf[sizeof(cfg->trusted_proxies)];
+    char *save = NULL;
+    int n = 0;
+
+    if (strlen(text) >= sizeof(buf)) {
+        config_error(err, errsize, "list too long");
+        return -1;
+    }
+    strcpy(buf, text);
+    for (char *tok = strtok_r(buf, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
+        if (n == CONFIG_CIDR_MAX) {
+            config_error(err, errsize, "more than %d networks", CONFIG_CIDR_MAX);
+            return -1;
+        }
+        if (config_cidr_parse(tok, &cfg->trusted_proxy[n]) != 0) {
+            config_error(err, errsize, "'%s' is not an address or CIDR", tok);
+            return -1;
+        }
+        n++;
+    }
+    cfg->trusted_proxy_count = n;
+    return 0;
+}
+
+static int config_choice_valid(const char *choices, const char *value)
+{
+    size_t len = strlen(value);
+
+    for (const char *p = choices; *p != '\0';) {
+        size_t wlen = strcspn(p, " ");
+        if (wlen == len && strncmp(p, value, len) == 0)
+            return 1;
+        p += wlen;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+static int config_set_key(struct config *cfg, const struct config_key *key, const char *value,
+                          const char *base_dir, char *err, size_t errsize)
+{
+    char *field = (char *)cfg + key->offset;
+    long v;
+
+    switch (key->type) {
+    case CONFIG_INT:
+        if (config_parse_long(value, key->min, key->max, &v) != 0) {
+            config_error(err, errsize, "%s: '%s' is not an integer in %ld..%ld", key->name, value,
+                         key->min, key->max);
+            return -1;
+        }
+        *(int *)field = (int)v;
+        return 0;
+    case CONFIG_RATE: {
+        struct config_rate *rate = (struct config_rate *)field;
+        char buf[32];
+        char *slash;
+        long count, seconds;
+
+        if (strlen(value) >= sizeof(buf) || (slash = strchr(strcpy(buf, value), '/')) == NULL) {
+            config_error(err, errsize, "%s: '%s' is not COUNT/SECONDS", key->name, value);
+            return -1;
+        }
+        *slash = '\0';
+        if (config_parse_long(buf, 1, 1000000, &count) != 0 ||
+            config_parse_long(slash + 1, key->min, key->max, &seconds) != 0) {
+            config_error(err, errsize, "%s: '%s' is not COUNT/SECONDS (1..1000000 / %ld..%ld)",
+                         key->name, value, key->min, key->max);
+            return -1;
+        }
+        rate->count = (int)count;
+        rate->seconds = (int)seconds;
+        return 0;
+    }
+    case CONFIG_ADDRESS:
+        if (!config_address_valid(value)) {
+            config_error(err, errsize, "%s: '%s' is not HOST:PORT with a numeric host", key->name,
+                         value);
+            return -1;
+        }
+        break;
+    case CONFIG_CIDRS:
+        if (config_cidrs_parse(cfg, value, err, errsize) != 0) {
+            char inner[CONFIG_ERROR_MAX];
+            snprintf(inner, sizeof(inner), "%s", err);
+            config_error(err, errsize, "%s: %s", key->name, inner);
+            return -1;
+        }
+        break;
+    case CONFIG_CHOICE:
+        if (!config_choice_valid(key->choices, value)) {
+            config_error(err, errsize, "%s: '%s' is not one of: %s", key->name, value, key->choices);
+            return -1;
+        }
+        break;
+    case CONFIG_STRING:
+    case CONFIG_PATH:
+        break;
+    }
+
+    if (key->type == CONFIG_PATH && value[0] != '\0' && value[0] != '/' && base_dir != NULL) {
+        int n = snprintf(field, key->size, "%s/%s", base_dir, value);
+        if (n < 0 || (size_t)n >= key->size) {
+            config_error(err, errsize, "%s: path too long", key->name);
+            return -1;
+        }
+        return 0;
+    }
+    if (strlen(value) >= key->size) {
+        config_error(err, errsize, "%s: value longer than %zu bytes", key->name, key->size - 1);
+        return -1;
+    }
+    strcpy(field, value);
+    return 0;
+}
+
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errsize)
+{
+    const struct config_key *key = config_key_find(name);
+
+    if (key == NULL) {
+        config_error(err, errsize, "unknown key '%s'", name);
+        return -1;
+    }
+    return config_set_key(cfg, key, value, NULL, err, errsize);
+}
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
+        if (config_set_key(cfg, &config_keys[i], config_keys[i].def, NULL, NULL, 0) != 0)
+            abort(); /* a default that fails its own validation is a bug */
+}
+
+struct config_parse_state {
+    struct config *cfg;
+    const char *base_dir;
+    char *err;
+    size_t errsize;
+};
+
+static int config_on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+    struct config_parse_state *st = user;
+    const struct config_key *key;
+
+    if (section[0] != '\0' && strcmp(section, "verona") != 0) {
+        config_error(st->err, st->errsize, "unknown section [%s] (keys go at the top or in [verona])",
+                     section);
+        return 0;
+    }
+    key = config_key_find(name);
+    if (key == NULL) {
+        config_error(st->err, st->errsize, "unknown key '%s'", name);
+        return 0;
+    }
+    if (value == NULL) {
+        config_error(st->err, st->errsize, "%s: missing '= value'", name);
+        return 0;
+    }
+    return config_set_key(st->cfg, key, value, st->base_dir, st->err, st->errsize) == 0;
+}
+
+static int config_parse_result(int rc, const char *origin, char *msg, char *err, size_t errsize)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == -1)
+        config_error(err, errsize, "%s: cannot open: %s", origin, strerror(errno));
+    else if (rc == -2)
+        config_error(err, errsize, "%s: out of memory", origin);
+    else if (msg[0] != '\0')
+        config_error(err, errsize, "%s:%d: %s", origin, rc, msg);
+    else
+        config_error(err, errsize, "%s:%d: syntax error (expected key = value)", origin, rc);
+    return -1;
+}
+
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errsize)
+{
+    char base_dir[PATH_MAX];
+    char msg[CONFIG_ERROR_MAX] = "";
+    struct config_parse_state st = { cfg, base_dir, msg, sizeof(msg) };
+    const char *slash = strrchr(path, '/');
+    FILE *f;
+    int rc;
+
+    if (slash == NULL) {
+        if (getcwd(base_dir, sizeof(base_dir)) == NULL)
+            strcpy(base_dir, ".");
+    } else {
+        size_t len = (size_t)(slash - path);
+        if (len >= sizeof(base_dir))
+            len = sizeof(base_dir) - 1;
+        memcpy(base_dir, path, len == 0 ? 1 : len);
+        base_dir[len == 0 ? 1 : len] = '\0';
+    }
+    f = fopen(path, "r");
+    if (f == NULL)
+        return config_parse_result(-1, path, msg, err, errsize);
+    rc = ini_parse_file(f, config_on_ini_line, &st);
+    fclose(f);
+    return config_parse_result(rc, path, msg, err, errsize);
+}
+
+int config_load_string(struct config *cfg, const char *text, const char *origin, char *err,
+                       size_t errsize)
+{
+    char msg[CONFIG_ERROR_MAX] = "";
+    struct config_parse_state st = { cfg, NULL, msg, sizeof(msg) };
+
+    return config_parse_result(ini_parse_string(text, config_on_ini_line, &st), origin, msg, err,
+                               errsize);
+}
+
+int config_finish(struct config *cfg, char *err, size_t errsize)
+{
+    const char *url = getenv("VERONA_DATABASE_URL");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (url == NULL || url[0] == '\0')
+        url = getenv("DATABASE_URL");
+    if (url != NULL && url[0] != '\0') {
+        if (strlen(url) >= sizeof(cfg->database_url)) {
+            config_error(err, errsize, "VERONA_DATABASE_URL: longer than %zu bytes",
+                         sizeof(cfg->database_url) - 1);
+            return -1;
+        }
+        strcpy(cfg->database_url, url);
+    }
+    if (cpus < 1)
+        cpus = 1;
+    if (cfg->workers == 0)
+        cfg->workers = cpus > 128 ? 128 : (int)cpus;
+    if (cfg->hash_threads == 0)
+        cfg->hash_threads = cpus / cfg->workers > 1 ? (int)(cpus / cfg->workers) : 1;
+    if (cfg->memory_hard_limit_mb < cfg->memory_soft_limit_mb) {
+        config_error(err, errsize, "memory_hard_limit_mb (%d) is below memory_soft_limit_mb (%d)",
+                     cfg->memory_hard_limit_mb, cfg->memory_soft_limit_mb);
+        return -1;
+    }
+    if (cfg->health_timeout_ms < cfg->health_interval_ms) {
+        config_error(err, errsize, "health_timeout_ms (%d) is below health_interval_ms (%d)",
+                     cfg->health_timeout_ms, cfg->health_interval_ms);
+        return -1;
+    }
+    cfg->registration_open = strcmp(cfg->registration, "open") == 0;
+    return 0;
+}
+
+static void config_render_value(const struct config *cfg, const struct config_key *key, char *buf,
+                                size_t size)
+{
+    const char *field = (const char *)cfg + key->offset;
+
+    switch (key->type) {
+    case CONFIG_INT:
+        snprintf(buf, size, "%d", *(const int *)field);
+        break;
+    case CONFIG_RATE: {
+        const struct config_rate *rate = (const struct config_rate *)field;
+        snprintf(buf, size, "%d/%d", rate->count, rate->seconds);
+        break;
+    }
+    default:
+        snprintf(buf, size, "%s", field);
+        break;
+    }
+}
+
+char *config_render(const struct config *cfg)
+{
+    size_t cap = 8192, len = 0;
+    char *out = malloc(cap);
+    char value[PATH_MAX + 64];
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        int n;
+
+        config_render_value(cfg, &config_keys[i], value, sizeof(value));
+        n = snprintf(NULL, 0, "%s = %s\n", config_keys[i].name, value);
+        if (len + (size_t)n + 1 > cap) {
+            char *bigger;
+            cap = (len + (size_t)n + 1) * 2;
+            bigger = realloc(out, cap);
+            if (bigger == NULL) {
+                free(out);
+                return NULL;
+            }
+            out = bigger;
+        }
+        snprintf(out + len, cap - len, "%s = %s\n", config_keys[i].name, value);
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+void config_write_example(FILE *out)
+{
+    fprintf(out, "# Verona configuration: every key with its default.\n"
+                 "# Relative paths resolve against this file's folder.\n"
+                 "# An unknown key or a bad value stops `verona serve` with FILE:LINE.\n\n");
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
+        fprintf(out, "# %s\n# %s = %s\n\n", config_keys[i].help, config_keys[i].name,
+                config_keys[i].def);
+}

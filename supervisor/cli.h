@@ -1,0 +1,22 @@
+/* supervisor/cli.h - the subcommands of the `verona` program. Each takes
+ * the arguments after its name and returns the process exit code: 0 done,
+ * 1 failed at run time, 2 bad usage or config.
+ */
+#ifndef VERONA_SUPERVISOR_CLI_H
+#define VERONA_SUPERVISOR_CLI_H
+
+#include "../proto/config.h"
+
+#define CLI_OK 0
+#define CLI_FAILED 1
+#define CLI_USAGE 2
+
+/* Loads the config for a subcommand: -c FILE, else /etc/verona/verona.conf
+ * when it exists, else the defaults; then the environment. Prints the
+ * error and returns CLI_USAGE on failure. */
+int cli_config_load(struct config *cfg, const char *path);
+
+int migrate_main(int argc, char **argv);
+int users_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,64 @@
+/* supervisor/main.c - the `verona` program: picks the subcommand. */
+#include <stdio.h>
+#include <string.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define CLI_DEFAULT_CONFIG "/etc/verona/verona.conf"
+
+static void cli_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: verona COMMAND [ARGS]\n"
+            "  migrate [-c FILE]                 apply pending sql/ migrations\n"
+            "  user add|passwd NAME [-c FILE]    create a user / set a password (read from stdin)\n"
+            "  user lock|unlock NAME [-c FILE]   lock (ending every session) or unlock a user\n"
+            "  config-example                    print the example config with every key\n"
+            "exit codes: 0 done, 1 failed, 2 bad usage or config\n");
+}
+
+int cli_config_load(struct config *cfg, const char *path)
+{
+    char err[CONFIG_ERROR_MAX];
+
+    config_defaults(cfg);
+    if (path == NULL && access(CLI_DEFAULT_CONFIG, F_OK) == 0)
+        path = CLI_DEFAULT_CONFIG;
+    if (path != NULL && config_load_file(cfg, path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona: %s\n", err);
+        return CLI_USAGE;
+    }
+    if (config_finish(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona: %s: %s\n", path != NULL ? path : "defaults", err);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cli_usage(stderr);
+        return CLI_USAGE;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "verona: libsodium failed to initialise\n");
+        return CLI_FAILED;
+    }
+    if (strcmp(argv[1], "migrate") == 0)
+        return migrate_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "user") == 0)
+        return users_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "config-example") == 0 && argc == 2) {
+        config_write_example(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        cli_usage(stdout);
+        return CLI_OK;
+    }
+    fprintf(stderr, "verona: unknown command '%s' (see verona --help)\n", argv[1]);
+    return CLI_USAGE;
+}

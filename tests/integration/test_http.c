@@ -1,0 +1,224 @@
+/* tests/integration/test_http.c - the HTTP layer against a real worker:
+ * keep-alive, pipelining, chunked bodies, 100-continue, limits, malformed
+ * input and slow clients; after each, the worker still serves. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../lib/harness.h"
+
+static struct harness_worker worker;
+static struct harness_response *r;
+
+static void http_setup(void)
+{
+    ck_assert_int_eq(harness_worker_start(&worker, NULL, 1), 0);
+}
+
+static void http_teardown(void)
+{
+    harness_worker_stop(&worker);
+}
+
+static void response_setup(void)
+{
+    r = calloc(1, sizeof(*r));
+    ck_assert_ptr_nonnull(r);
+}
+
+static void response_teardown(void)
+{
+    /* Whatever the test did, the worker must still answer. */
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/healthz", NULL, NULL, r), 200);
+    free(r);
+}
+
+/* Sends raw bytes on a new connection and reads one answer. */
+static int raw_exchange(const char *data, size_t len)
+{
+    int fd = harness_connect(worker.port);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send(fd, data, len), 0);
+    if (harness_read_response(fd, r, 15000) != 0)
+        r->status = r->status > 0 ? r->status : 0;
+    close(fd);
+    return r->status;
+}
+
+START_TEST(keep_alive_and_pipelining_answer_in_order)
+{
+    const char *three = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    int fd = harness_connect(worker.port);
+
+    ck_assert_int_eq(harness_send(fd, three, strlen(three)), 0);
+    ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_ptr_nonnull(strstr(r->body, "ok"));
+    ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+    ck_assert_int_eq(r->status, 404);
+    ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_ptr_nonnull(strstr(r->body, "ready"));
+    ck_assert_int_eq(r->closed, 0);
+    /* The same connection keeps serving. */
+    ck_assert_int_eq(harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 35), 0);
+    ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+    ck_assert_int_eq(r->status, 200);
+    close(fd);
+}
+END_TEST
+
+START_TEST(pipelined_database_requests_keep_order)
+{
+    char req[4096] = "";
+    int fd = harness_connect(worker.port);
+
+    for (int i = 0; i < 10; i++)
+        strcat(req, i % 2 == 0 ? "GET /v1/session HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"
+                               : "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(harness_send(fd, req, strlen(req)), 0);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+        ck_assert_int_eq(r->status, i % 2 == 0 ? 401 : 200);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(connection_close_is_honoured)
+{
+    int fd = harness_connect(worker.port);
+    char byte;
+
+    ck_assert_int_eq(harness_send(fd, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 44), 0);
+    ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+    ck_assert_int_eq(r->closed, 1);
+    ck_assert_int_le(read(fd, &byte, 1), 0);
+    close(fd);
+}
+END_TEST
+
+START_TEST(chunked_body_and_expect_continue)
+{
+    const char *part1 = "{\"username\":\"nob", *part2 = "ody\",\"password\":\"nothing\"}";
+    char chunked[512];
+    const char *head = "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Expect: 100-continue\r\nContent-Length: 42\r\n\r\n";
+    int fd;
+    char interim[64];
+    ssize_t n;
+
+    snprintf(chunked, sizeof(chunked),
+             "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n%zx\r\n%s\r\n0\r\n\r\n",
+             strlen(part1), part1, strlen(part2), part2);
+    ck_assert_int_eq(raw_exchange(chunked, strlen(chunked)), 401);
+
+    fd = harness_connect(worker.port);
+    ck_assert_int_eq(harness_send(fd, head, strlen(head)), 0);
+    n = recv(fd, interim, sizeof(interim) - 1, 0);
+    ck_assert_int_gt(n, 0);
+    interim[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(interim, "HTTP/1.1 100 Continue"));
+    ck_assert_int_eq(harness_send(fd, "{\"username\":\"nobody\",\"password\":\"nothing\"}", 42), 0);
+    ck_assert_int_eq(harness_read_response(fd, r, 15000), 0);
+    ck_assert_int_eq(r->status, 401);
+    close(fd);
+}
+END_TEST
+
+START_TEST(oversized_headers_get_431)
+{
+    char *big = malloc(20000);
+
+    strcpy(big, "GET /healthz HTTP/1.1\r\nX-Big: ");
+    memset(big + strlen(big), 'a', 9000);
+    strcpy(big + 31 + 9000 - 1, "\r\n\r\n");
+    ck_assert_int_eq(raw_exchange(big, strlen(big)), 431);
+    ck_assert_ptr_nonnull(strstr(r->body, "headers_too_large"));
+    free(big);
+}
+END_TEST
+
+START_TEST(oversized_body_gets_413)
+{
+    char head[256];
+    char *body = malloc(17000);
+
+    snprintf(head, sizeof(head), "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n"
+                                 "Content-Length: 17000\r\n\r\n");
+    ck_assert_int_eq(raw_exchange(head, strlen(head)), 413);
+    ck_assert_ptr_nonnull(strstr(r->body, "body_too_large"));
+    /* Chunked bodies are counted as they come. */
+    {
+        char *chunked = malloc(20000);
+        int n = snprintf(chunked, 20000, "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n"
+                                         "Transfer-Encoding: chunked\r\n\r\n4268\r\n");
+        memset(chunked + n, 'x', 17000);
+        memcpy(chunked + n + 17000, "\r\n0\r\n\r\n", 8);
+        ck_assert_int_eq(raw_exchange(chunked, (size_t)n + 17007), 413);
+        free(chunked);
+    }
+    free(body);
+}
+END_TEST
+
+START_TEST(malformed_requests_get_400)
+{
+    const char *bad[] = {
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/9.9\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+        "POST /v1/login HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        "POST /v1/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "\x01\x02\x03\x04\r\n\r\n",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_int_eq(raw_exchange(bad[i], strlen(bad[i])), 400);
+        ck_assert_ptr_nonnull(strstr(r->body, "invalid_request"));
+    }
+}
+END_TEST
+
+START_TEST(slow_client_is_cut_off_and_others_are_served)
+{
+    int slow = harness_connect(worker.port);
+    long long start = harness_now_ms();
+
+    /* Half a request head, then nothing. */
+    ck_assert_int_eq(harness_send(slow, "GET /healthz HTTP/1.1\r\nHost:", 28), 0);
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/healthz", NULL, NULL, r), 200);
+    ck_assert_int_eq(harness_read_response(slow, r, 20000), 0);
+    ck_assert_int_eq(r->status, 408);
+    ck_assert_int_ge(harness_now_ms() - start, 9000);
+    close(slow);
+}
+END_TEST
+
+Suite *http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *tc = tcase_create("protocol");
+
+    tcase_add_unchecked_fixture(tc, http_setup, http_teardown);
+    tcase_add_checked_fixture(tc, response_setup, response_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, keep_alive_and_pipelining_answer_in_order);
+    tcase_add_test(tc, pipelined_database_requests_keep_order);
+    tcase_add_test(tc, connection_close_is_honoured);
+    tcase_add_test(tc, chunked_body_and_expect_continue);
+    tcase_add_test(tc, oversized_headers_get_431);
+    tcase_add_test(tc, oversized_body_gets_413);
+    tcase_add_test(tc, malformed_requests_get_400);
+    tcase_add_test(tc, slow_client_is_cut_off_and_others_are_served);
+    suite_add_tcase(s, tc);
+    return s;
+}

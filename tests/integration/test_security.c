@@ -1,0 +1,262 @@
+/* tests/integration/test_security.c - SPEC.md section 5 against real
+ * workers: throttling (three windows, shared across workers, no lock-out
+ * from elsewhere), revocation across workers, tokens stored only hashed,
+ * equal answers and timing for unknown users, rehash on login. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/harness.h"
+
+#define GOOD_PASSWORD "correct horse battery staple"
+
+static struct harness_response *r;
+
+static void response_setup(void)
+{
+    r = calloc(1, sizeof(*r));
+    ck_assert_ptr_nonnull(r);
+}
+
+static void response_teardown(void)
+{
+    free(r);
+}
+
+/* "X-Forwarded-For: 203.0.113.N" (the test workers trust 127.0.0.1). */
+static const char *from(int n)
+{
+    static char header[64];
+
+    snprintf(header, sizeof(header), "X-Forwarded-For: 203.0.%d.%d\r\n", (n >> 8) & 255, n & 255);
+    return header;
+}
+
+static int login_from(int port, const char *name, const char *password, int addr)
+{
+    return harness_login(port, name, password, NULL, from(addr));
+}
+
+START_TEST(account_address_window_and_no_lockout_from_elsewhere)
+{
+    struct harness_worker w;
+    char name[64], sql[256], *count;
+    int base = (getpid() % 200) * 50;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "thr");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(login_from(w.port, name, "wrong password!", base + 1), 401);
+    /* Over the limit: 429 even with the right password, and no hashing. */
+    ck_assert_int_eq(harness_request(w.port, "POST", "/v1/login",
+                                     "Content-Type: application/json\r\nX-Forwarded-For: 203.0.0.1\r\n",
+                                     "{}", r), 400);
+    {
+        char headers[128], json[256], retry[16];
+        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s", from(base + 1));
+        snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"" GOOD_PASSWORD "\"}", name);
+        ck_assert_int_eq(harness_request(w.port, "POST", "/v1/login", headers, json, r), 429);
+        ck_assert_ptr_nonnull(strstr(r->body, "too_many_attempts"));
+        ck_assert_int_eq(harness_header(r, "Retry-After", retry, sizeof(retry)), 0);
+        ck_assert_int_ge(atoi(retry), 1);
+        ck_assert_int_le(atoi(retry), 900);
+    }
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM login_audit WHERE username = '%s' AND result = 'throttled'",
+             name);
+    count = harness_sql_value(sql);
+    ck_assert_str_eq(count, "1");
+    free(count);
+    /* The owner, elsewhere, is not locked out. */
+    ck_assert_int_eq(login_from(w.port, name, GOOD_PASSWORD, base + 2), 200);
+    harness_worker_stop(&w);
+}
+END_TEST
+
+START_TEST(success_clears_the_account_address_window)
+{
+    struct harness_worker w;
+    char name[64];
+    int base = (getpid() % 200) * 50 + 10;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "clr");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(login_from(w.port, name, "wrong password!", base), 401);
+    ck_assert_int_eq(login_from(w.port, name, GOOD_PASSWORD, base), 200);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(login_from(w.port, name, "wrong password!", base), 401);
+    ck_assert_int_eq(login_from(w.port, name, GOOD_PASSWORD, base), 200);
+    harness_worker_stop(&w);
+}
+END_TEST
+
+START_TEST(address_window_covers_every_username)
+{
+    struct harness_worker w;
+    char name[64];
+    int addr = (getpid() % 200) * 50 + 20;
+
+    ck_assert_int_eq(harness_worker_start(&w, "throttle_address = 3/900", 1), 0);
+    for (int i = 0; i < 3; i++) {
+        harness_username(name, sizeof(name), "nobody");
+        ck_assert_int_eq(login_from(w.port, name, "whatever it is", addr), 401);
+    }
+    harness_username(name, sizeof(name), "nobody");
+    ck_assert_int_eq(login_from(w.port, name, "whatever it is", addr), 429);
+    harness_worker_stop(&w);
+}
+END_TEST
+
+START_TEST(account_window_spares_known_addresses)
+{
+    struct harness_worker w;
+    char name[64];
+    int base = (getpid() % 200) * 50 + 30;
+
+    ck_assert_int_eq(harness_worker_start(&w, "throttle_account = 3/900", 1), 0);
+    harness_username(name, sizeof(name), "acct");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    ck_assert_int_eq(login_from(w.port, name, GOOD_PASSWORD, base), 200); /* base is now known */
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(login_from(w.port, name, "wrong password!", base + i), 401);
+    ck_assert_int_eq(login_from(w.port, name, GOOD_PASSWORD, base + 5), 429);
+    ck_assert_int_eq(login_from(w.port, name, GOOD_PASSWORD, base), 200);
+    harness_worker_stop(&w);
+}
+END_TEST
+
+START_TEST(two_workers_share_throttling_and_revocation)
+{
+    struct harness_worker a, b;
+    char name[64], token[44], header[80];
+    int addr = (getpid() % 200) * 50 + 40;
+
+    ck_assert_int_eq(harness_worker_start(&a, NULL, 1), 0);
+    ck_assert_int_eq(harness_worker_start(&b, NULL, 1), 0);
+    harness_username(name, sizeof(name), "two");
+    harness_register(a.port, name, GOOD_PASSWORD);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(login_from(i % 2 ? a.port : b.port, name, "wrong password!", addr), 401);
+    ck_assert_int_eq(login_from(a.port, name, "wrong password!", addr), 429);
+    ck_assert_int_eq(login_from(b.port, name, "wrong password!", addr), 429);
+
+    ck_assert_int_eq(harness_login(a.port, name, GOOD_PASSWORD, token, from(addr + 1)), 200);
+    snprintf(header, sizeof(header), "Authorization: Bearer %s\r\n", token);
+    ck_assert_int_eq(harness_request(b.port, "GET", "/v1/session", header, NULL, r), 200);
+    ck_assert_int_eq(harness_post_json(b.port, "/v1/logout", token, NULL, r), 204);
+    ck_assert_int_eq(harness_request(a.port, "GET", "/v1/session", header, NULL, r), 401);
+    harness_worker_stop(&a);
+    harness_worker_stop(&b);
+}
+END_TEST
+
+START_TEST(tokens_are_stored_only_as_hashes)
+{
+    struct harness_worker w;
+    char name[64], token[44], sql[512], *count;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "tok");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    ck_assert_int_eq(harness_login(w.port, name, GOOD_PASSWORD, token, NULL), 200);
+    harness_worker_stop(&w);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM sessions WHERE position(convert_to('%s', 'UTF8') in token_hash) > 0 "
+             "OR encode(token_hash, 'hex') LIKE '%%' || encode(convert_to('%s', 'UTF8'), 'hex') || '%%' "
+             "OR encode(token_hash, 'base64') LIKE '%%%.20s%%'",
+             token, token, token);
+    count = harness_sql_value(sql);
+    ck_assert_str_eq(count, "0");
+    free(count);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = '%s'",
+             name);
+    count = harness_sql_value(sql);
+    ck_assert_str_eq(count, "1");
+    free(count);
+}
+END_TEST
+
+static int compare_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(unknown_user_costs_the_same_as_a_wrong_password)
+{
+    enum { SAMPLES = 25 };
+    struct harness_worker w;
+    long long wrong[SAMPLES], unknown[SAMPLES], mw, mu;
+    char name[64], ghost[64];
+    int base = 100000 + (getpid() % 100) * 200;
+
+    /* Real Argon2 parameters here: the difference must not hide in noise. */
+    ck_assert_int_eq(harness_worker_start(&w, "argon2_memlimit_kib = 19456\nargon2_opslimit = 2", 1), 0);
+    harness_username(name, sizeof(name), "timing");
+    harness_username(ghost, sizeof(ghost), "ghost");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    for (int i = 0; i < SAMPLES; i++) {
+        long long t0 = harness_now_ms();
+        ck_assert_int_eq(login_from(w.port, name, "wrong password!", base + i), 401);
+        wrong[i] = harness_now_ms() - t0;
+        t0 = harness_now_ms();
+        ck_assert_int_eq(login_from(w.port, ghost, "wrong password!", base + 100 + i), 401);
+        unknown[i] = harness_now_ms() - t0;
+    }
+    harness_worker_stop(&w);
+    qsort(wrong, SAMPLES, sizeof(wrong[0]), compare_ll);
+    qsort(unknown, SAMPLES, sizeof(unknown[0]), compare_ll);
+    mw = wrong[SAMPLES / 2];
+    mu = unknown[SAMPLES / 2];
+    ck_assert_msg(mw > 0 && mu > 0, "medians %lld / %lld ms", mw, mu);
+    ck_assert_msg(llabs(mw - mu) * 100 < 20 * (mw > mu ? mw : mu),
+                  "median wrong password %lld ms vs unknown user %lld ms", mw, mu);
+}
+END_TEST
+
+START_TEST(login_rehashes_when_parameters_change)
+{
+    struct harness_worker weak, strong;
+    char name[64], sql[256], *hash;
+
+    ck_assert_int_eq(harness_worker_start(&weak, NULL, 1), 0);
+    harness_username(name, sizeof(name), "rehash");
+    harness_register(weak.port, name, GOOD_PASSWORD);
+    harness_worker_stop(&weak);
+    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE username = '%s'", name);
+    hash = harness_sql_value(sql);
+    ck_assert_ptr_nonnull(strstr(hash, "m=8192,t=1"));
+    free(hash);
+
+    ck_assert_int_eq(harness_worker_start(&strong, "argon2_opslimit = 2", 1), 0);
+    ck_assert_int_eq(harness_login(strong.port, name, GOOD_PASSWORD, NULL, NULL), 200);
+    harness_worker_stop(&strong);
+    hash = harness_sql_value(sql);
+    ck_assert_ptr_nonnull(strstr(hash, "m=8192,t=2"));
+    free(hash);
+}
+END_TEST
+
+Suite *security_suite(void)
+{
+    Suite *s = suite_create("security");
+    TCase *tc = tcase_create("promises");
+
+    tcase_add_checked_fixture(tc, response_setup, response_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, account_address_window_and_no_lockout_from_elsewhere);
+    tcase_add_test(tc, success_clears_the_account_address_window);
+    tcase_add_test(tc, address_window_covers_every_username);
+    tcase_add_test(tc, account_window_spares_known_addresses);
+    tcase_add_test(tc, two_workers_share_throttling_and_revocation);
+    tcase_add_test(tc, tokens_are_stored_only_as_hashes);
+    tcase_add_test(tc, unknown_user_costs_the_same_as_a_wrong_password);
+    tcase_add_test(tc, login_rehashes_when_parameters_change);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,54 @@
+#!/bin/sh
+# `make check`: builds the sanitizer build, starts a throwaway PostgreSQL
+# (as the postgres user when run as root), runs the unit and integration
+# suites against it, and removes everything it made, whatever happens.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+jobs=$(nproc 2>/dev/null || echo 2)
+echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+make -s BUILD=asan -j"$jobs" tests
+
+tmp=$(mktemp -d /tmp/verona-check.XXXXXX)
+chmod 755 "$tmp"
+pgdir="$tmp/pg"
+cleanup() {
+    status=$?
+    sh deploy/pg.sh stop "$pgdir" >/dev/null 2>&1 || true
+    if [ "$status" -ne 0 ]; then
+        for f in "$tmp"/*.log; do
+            [ -f "$f" ] || continue
+            echo "== $f (last lines)"; tail -n 20 "$f"
+        done
+        [ -f "$pgdir/postgres.log" ] && { echo "== postgres.log"; tail -n 20 "$pgdir/postgres.log"; }
+    fi
+    rm -rf "$tmp"
+    exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+echo "== throwaway PostgreSQL in $pgdir"
+VERONA_PG_PORT=${VERONA_PG_PORT:-55432}
+export VERONA_PG_PORT
+VERONA_DATABASE_URL=$(VERONA_PG_FSYNC=off sh deploy/pg.sh start "$pgdir")
+export VERONA_DATABASE_URL VERONA_PG_DIR="$pgdir" VERONA_ROOT="$root" VERONA_TEST_TMP="$tmp"
+export VERONA_BIN_DIR="$root/build/asan/bin"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+echo "== migrate (twice, and twice at once: it must be idempotent)"
+build/asan/bin/verona migrate
+build/asan/bin/verona migrate & p1=$!
+build/asan/bin/verona migrate & p2=$!
+wait "$p1"; wait "$p2"
+
+echo "== deploy/verona.conf documents every key (verona config-example)"
+build/asan/bin/verona config-example | diff -u deploy/verona.conf -
+
+echo "== unit tests"
+build/asan/tests/unit
+
+echo "== integration tests"
+VERONA_PG_FSYNC=off build/asan/tests/integration

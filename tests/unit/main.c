@@ -1,0 +1,26 @@
+/* tests/unit/main.c - runs every unit suite (one per module). */
+#include <check.h>
+#include <stdlib.h>
+#include <sodium.h>
+
+Suite *config_suite(void);
+Suite *password_suite(void);
+Suite *address_suite(void);
+Suite *auth_suite(void);
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    if (sodium_init() < 0)
+        return 1;
+    sr = srunner_create(config_suite());
+    srunner_add_suite(sr, password_suite());
+    srunner_add_suite(sr, address_suite());
+    srunner_add_suite(sr, auth_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,167 @@
+/* tests/unit/test_config.c - proto/config.c: defaults, parsing, errors. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../proto/config.h"
+
+static char *write_temp(const char *text)
+{
+    static char path[64];
+    int fd;
+
+    strcpy(path, "/tmp/verona-config-XXXXXX");
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    return path;
+}
+
+START_TEST(defaults_match_spec)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX];
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.listen, "127.0.0.1:8080");
+    ck_assert_int_eq(cfg.health_interval_ms, 500);
+    ck_assert_int_eq(cfg.health_timeout_ms, 2000);
+    ck_assert_int_eq(cfg.argon2_memlimit_kib, 19456);
+    ck_assert_int_eq(cfg.throttle_account_address.count, 5);
+    ck_assert_int_eq(cfg.throttle_account_address.seconds, 900);
+    ck_assert_int_eq(cfg.throttle_account.seconds, 86400);
+    ck_assert_int_eq(cfg.session_ttl_s, 43200);
+    ck_assert_int_ge(cfg.workers, 1);
+    ck_assert_int_ge(cfg.hash_threads, 1);
+    ck_assert_int_eq(cfg.registration_open, 1);
+}
+END_TEST
+
+START_TEST(file_values_and_relative_paths)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX];
+    char *path = write_temp("# comment\nworkers = 3\nadmin_socket = run/v.sock\n"
+                            "throttle_address = 7/60\ntrusted_proxies = 10.0.0.0/8, ::1\n"
+                            "registration = closed\nlisten = [::1]:9000\n");
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.workers, 3);
+    ck_assert_str_eq(cfg.admin_socket, "/tmp/run/v.sock");
+    ck_assert_int_eq(cfg.throttle_address.count, 7);
+    ck_assert_int_eq(cfg.throttle_address.seconds, 60);
+    ck_assert_int_eq(cfg.trusted_proxy_count, 2);
+    ck_assert_int_eq(cfg.registration_open, 0);
+    ck_assert_str_eq(cfg.listen, "[::1]:9000");
+    unlink(path);
+}
+END_TEST
+
+static void expect_error(const char *text, const char *fragment)
+{
+    struct config cfg, before;
+    char err[CONFIG_ERROR_MAX] = "";
+    char *path = write_temp(text);
+
+    config_defaults(&cfg);
+    before = cfg;
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, fragment) != NULL, "error '%s' lacks '%s'", err, fragment);
+    ck_assert_msg(strstr(err, path) != NULL, "error '%s' lacks the file name", err);
+    (void)before;
+    unlink(path);
+}
+
+START_TEST(errors_name_file_and_line)
+{
+    expect_error("workers = 2\nbogus = 1\n", ":2: unknown key 'bogus'");
+    expect_error("workers = 129\n", ":1: workers");
+    expect_error("\n\nworkers = two\n", ":3:");
+    expect_error("listen = localhost:80\n", ":1: listen");
+    expect_error("throttle_address = 5\n", "COUNT/SECONDS");
+    expect_error("trusted_proxies = 10.0.0.0/33\n", "trusted_proxies");
+    expect_error("registration = maybe\n", "registration");
+    expect_error("[other]\nworkers = 1\n", "unknown section");
+    expect_error("this is not ini\n", ":1:");
+}
+END_TEST
+
+START_TEST(cross_key_checks)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX];
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_set(&cfg, "memory_soft_limit_mb", "600", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "memory_hard_limit_mb"));
+}
+END_TEST
+
+START_TEST(render_round_trip)
+{
+    struct config a, b;
+    char err[CONFIG_ERROR_MAX];
+    char *text;
+
+    config_defaults(&a);
+    ck_assert_int_eq(config_set(&a, "trusted_proxies", "127.0.0.1/32", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_set(&a, "throttle_account", "9/99", err, sizeof(err)), 0);
+    text = config_render(&a);
+    ck_assert_ptr_nonnull(text);
+    config_defaults(&b);
+    ck_assert_int_eq(config_load_string(&b, text, "settings", err, sizeof(err)), 0);
+    ck_assert_int_eq(b.throttle_account.count, 9);
+    ck_assert_int_eq(b.trusted_proxy_count, 1);
+    ck_assert_str_eq(b.listen, a.listen);
+    free(text);
+}
+END_TEST
+
+START_TEST(environment_overrides_database_url)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX];
+
+    setenv("VERONA_DATABASE_URL", "postgresql:///from_env", 1);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.database_url, "postgresql:///from_env");
+    unsetenv("VERONA_DATABASE_URL");
+}
+END_TEST
+
+START_TEST(cidr_contains)
+{
+    struct config_cidr net;
+    unsigned char in[4] = { 10, 1, 2, 3 }, out[4] = { 11, 1, 2, 3 };
+
+    ck_assert_int_eq(config_cidr_parse("10.0.0.0/8", &net), 0);
+    ck_assert_int_eq(config_cidr_contains(&net, 2 /* AF_INET */, in), 1);
+    ck_assert_int_eq(config_cidr_contains(&net, 2, out), 0);
+    ck_assert_int_eq(config_cidr_parse("nonsense", &net), -1);
+    ck_assert_int_eq(config_cidr_parse("::/129", &net), -1);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, defaults_match_spec);
+    tcase_add_test(tc, file_values_and_relative_paths);
+    tcase_add_test(tc, errors_name_file_and_line);
+    tcase_add_test(tc, cross_key_checks);
+    tcase_add_test(tc, render_round_trip);
+    tcase_add_test(tc, environment_overrides_database_url);
+    tcase_add_test(tc, cidr_contains);
+    suite_add_tcase(s, tc);
+    return s;
+}

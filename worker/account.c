@@ -1,0 +1,263 @@
+/* worker/account.c - POST /v1/users (registration) and POST /v1/password.
+ *
+ * Registration: checks -> registration throttle -> strength + hash on the
+ * hash pool -> insert (409 when the name is taken, regardless of case).
+ * Password change: session + throttle -> verify the old password and hash
+ * the new one on the hash pool -> store it and end every other session;
+ * a wrong old password counts as a failed login.
+ */
+#include "routes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int account_job_new(struct route_ctx *ctx)
+{
+    ctx->job = calloc(1, sizeof(*ctx->job));
+    if (ctx->job == NULL) {
+        route_unavailable(ctx);
+        return -1;
+    }
+    ctx->job->data = ctx;
+    return 0;
+}
+
+static void account_on_registered(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+
+    if (!db_result_ok(res)) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (PQgetisnull(res, 0, 0)) {
+        route_error(ctx, 409, "username_taken", "that username is taken", NULL);
+        return;
+    }
+    route_reply(ctx, 201, NULL,
+                json_pack("{s:I, s:s}", "user_id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+                          "username", ctx->username));
+}
+
+static void account_on_register_hashed(struct auth_job *job)
+{
+    struct route_ctx *ctx = job->data;
+    struct db_query *q = &ctx->query;
+
+    if (job->failed) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (job->weak) {
+        route_error(ctx, 400, "weak_password", "the password is too easy to guess", NULL);
+        return;
+    }
+    memset(q, 0, sizeof(*q));
+    q->statement = DB_REGISTER;
+    q->nparams = 3;
+    q->values[0] = ctx->username;
+    q->values[1] = job->new_hash;
+    q->values[2] = ctx->address;
+    q->cb = account_on_registered;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}
+
+static void account_on_register_wait(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+    int wait_s;
+
+    if (!db_result_ok(res) || PQntuples(res) != 1) {
+        route_unavailable(ctx);
+        return;
+    }
+    wait_s = atoi(PQgetvalue(res, 0, 0));
+    if (wait_s > 0) {
+        route_throttled(ctx, wait_s);
+        return;
+    }
+    ctx->job->cb = account_on_register_hashed;
+    if (auth_job_submit(&ctx->w->auth, ctx->job) != 0)
+        route_unavailable(ctx);
+}
+
+void account_register(struct route_ctx *ctx)
+{
+    struct db_query *q = &ctx->query;
+    const char *username, *password;
+    json_t *body;
+
+    if (!ctx->w->cfg.registration_open) {
+        route_error(ctx, 403, "registration_closed", "registration is closed", NULL);
+        return;
+    }
+    body = route_json_body(ctx, 0);
+    if (body == NULL)
+        return;
+    if (route_json_string(ctx, body, "username", &username) != 0 ||
+        route_json_string(ctx, body, "password", &password) != 0) {
+        json_decref(body);
+        return;
+    }
+    if (!password_username_valid(username)) {
+        json_decref(body);
+        route_error(ctx, 400, "invalid_request",
+                    "username must have 1-64 characters of A-Z a-z 0-9 . _ @ + -", NULL);
+        return;
+    }
+    if (password_weak_quick(&ctx->w->cfg, password, username)) {
+        json_decref(body);
+        route_error(ctx, 400, "weak_password",
+                    "the password is too short, too long or contains the username", NULL);
+        return;
+    }
+    if (account_job_new(ctx) != 0) {
+        json_decref(body);
+        return;
+    }
+    snprintf(ctx->username, sizeof(ctx->username), "%s", username);
+    snprintf(ctx->job->username, sizeof(ctx->job->username), "%s", username);
+    memcpy(ctx->job->new_password, password, strlen(password) + 1);
+    json_decref(body);
+
+    q->statement = DB_REGISTER_WAIT;
+    q->nparams = 1;
+    q->values[0] = ctx->address;
+    q->cb = account_on_register_wait;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}
+
+static void account_on_password_set(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+
+    if (!db_result_ok(res)) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (ctx->step == 2) {
+        route_error(ctx, 401, "invalid_credentials", "the old password is wrong", NULL);
+        return;
+    }
+    route_reply(ctx, 204, NULL, NULL);
+}
+
+static void account_on_password_hashed(struct auth_job *job)
+{
+    struct route_ctx *ctx = job->data;
+    struct db_query *q = &ctx->query;
+
+    if (job->failed) {
+        route_unavailable(ctx);
+        return;
+    }
+    memset(q, 0, sizeof(*q));
+    q->cb = account_on_password_set;
+    q->arg = ctx;
+    if (!job->verified) {
+        /* A wrong old password is a failed login for this user and address. */
+        ctx->step = 2;
+        q->statement = DB_LOGIN_FAILED;
+        q->nparams = 3;
+        q->values[0] = ctx->username;
+        q->values[1] = ctx->address;
+        q->values[2] = "bad_password";
+        db_query_send(&ctx->w->db, q);
+        return;
+    }
+    if (job->weak) {
+        route_error(ctx, 400, "weak_password", "the new password is too easy to guess", NULL);
+        return;
+    }
+    ctx->step = 1;
+    q->statement = DB_PASSWORD_SET;
+    q->nparams = 3;
+    q->values[0] = ctx->user_id;
+    q->values[1] = (const char *)ctx->token_hash;
+    q->lengths[1] = AUTH_TOKEN_HASH_BYTES;
+    q->formats[1] = 1;
+    q->values[2] = job->new_hash;
+    db_query_send(&ctx->w->db, q);
+}
+
+static void account_on_password_begin(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+    struct auth_job *job = ctx->job;
+    int wait_s;
+
+    if (!db_result_ok(res)) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
+                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        return;
+    }
+    snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(ctx->username, sizeof(ctx->username), "%s", PQgetvalue(res, 0, 1));
+    wait_s = atoi(PQgetvalue(res, 0, 3));
+    if (wait_s > 0) {
+        route_throttled(ctx, wait_s);
+        return;
+    }
+    snprintf(job->stored_hash, sizeof(job->stored_hash), "%s", PQgetvalue(res, 0, 2));
+    snprintf(job->username, sizeof(job->username), "%s", ctx->username);
+    /* The strength check (username included) runs after the verify, in the job. */
+    job->cb = account_on_password_hashed;
+    if (auth_job_submit(&ctx->w->auth, job) != 0)
+        route_unavailable(ctx);
+}
+
+void account_password(struct route_ctx *ctx)
+{
+    struct db_query *q = &ctx->query;
+    const char *old_password, *new_password;
+    json_t *body;
+    long old_chars;
+
+    if (route_bearer(ctx) != 0)
+        return;
+    body = route_json_body(ctx, 0);
+    if (body == NULL)
+        return;
+    if (route_json_string(ctx, body, "old_password", &old_password) != 0 ||
+        route_json_string(ctx, body, "new_password", &new_password) != 0) {
+        json_decref(body);
+        return;
+    }
+    old_chars = password_utf8_length(old_password, strlen(old_password));
+    if (old_chars < 1 || old_chars > AUTH_PASSWORD_MAX_CHARS) {
+        json_decref(body);
+        route_error(ctx, 400, "invalid_request", "old_password must have 1-1024 characters", NULL);
+        return;
+    }
+    if (password_weak_quick(&ctx->w->cfg, new_password, NULL)) {
+        json_decref(body);
+        route_error(ctx, 400, "weak_password", "the new password is too short or too long", NULL);
+        return;
+    }
+    if (account_job_new(ctx) != 0) {
+        json_decref(body);
+        return;
+    }
+    ctx->job->verify = 1;
+    memcpy(ctx->job->verify_password, old_password, strlen(old_password) + 1);
+    memcpy(ctx->job->new_password, new_password, strlen(new_password) + 1);
+    json_decref(body);
+
+    q->statement = DB_PASSWORD_BEGIN;
+    q->nparams = 8;
+    q->values[0] = (const char *)ctx->token_hash;
+    q->lengths[0] = AUTH_TOKEN_HASH_BYTES;
+    q->formats[0] = 1;
+    q->values[1] = ctx->address;
+    route_throttle_params(ctx, q, 2);
+    q->cb = account_on_password_begin;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}

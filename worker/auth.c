@@ -1,0 +1,142 @@
+/* worker/auth.c - hashing, strength, tokens (worker/auth.h). */
+#include "auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg)
+{
+    unsigned char random_password[32];
+
+    memset(auth, 0, sizeof(*auth));
+    auth->loop = loop;
+    auth->cfg = cfg;
+    randombytes_buf(random_password, sizeof(random_password));
+    if (crypto_pwhash_str(auth->dummy_hash, (const char *)random_password,
+                          sizeof(random_password), (unsigned long long)cfg->argon2_opslimit,
+                          (size_t)cfg->argon2_memlimit_kib * 1024) != 0)
+        return -1;
+    sodium_memzero(random_password, sizeof(random_password));
+    return 0;
+}
+
+static void auth_job_run(uv_work_t *w)
+{
+    struct auth_job *job = (struct auth_job *)w;
+    const struct config *cfg = job->auth->cfg;
+    unsigned long long ops = (unsigned long long)cfg->argon2_opslimit;
+    size_t mem = (size_t)cfg->argon2_memlimit_kib * 1024;
+
+    if (job->verify) {
+        const char *hash = job->stored_hash[0] != '\0' ? job->stored_hash : job->auth->dummy_hash;
+        int ok = crypto_pwhash_str_verify(hash, job->verify_password,
+                                          strlen(job->verify_password)) == 0;
+        job->verified = ok && job->stored_hash[0] != '\0';
+        if (job->verified && job->rehash_if_needed &&
+            crypto_pwhash_str_needs_rehash(job->stored_hash, ops, mem) != 0) {
+            if (crypto_pwhash_str(job->new_hash, job->verify_password,
+                                  strlen(job->verify_password), ops, mem) != 0)
+                job->new_hash[0] = '\0'; /* keep the old hash; the login still counts */
+        }
+        if (!job->verified)
+            return;
+    }
+    if (job->new_password[0] != '\0') {
+        job->weak = password_weak(cfg, job->new_password, job->username);
+        if (job->weak)
+            return;
+        if (crypto_pwhash_str(job->new_hash, job->new_password, strlen(job->new_password), ops,
+                              mem) != 0)
+            job->failed = 1;
+    }
+}
+
+static void auth_job_done(uv_work_t *w, int status)
+{
+    struct auth_job *job = (struct auth_job *)w;
+
+    if (status != 0)
+        job->failed = 1;
+    sodium_memzero(job->verify_password, sizeof(job->verify_password));
+    sodium_memzero(job->new_password, sizeof(job->new_password));
+    job->auth->queued--;
+    job->auth->hashes++;
+    job->cb(job);
+}
+
+int auth_job_submit(struct auth *auth, struct auth_job *job)
+{
+    int rc;
+
+    if (auth->queued >= auth->cfg->hash_queue_max)
+        return -EBUSY;
+    job->auth = auth;
+    job->verified = 0;
+    job->weak = 0;
+    job->failed = 0;
+    job->new_hash[0] = '\0';
+    rc = uv_queue_work(auth->loop, &job->work, auth_job_run, auth_job_done);
+    if (rc != 0)
+        return rc;
+    auth->queued++;
+    return 0;
+}
+
+void auth_token_new(char *token)
+{
+    unsigned char raw[AUTH_TOKEN_BYTES];
+
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(token, AUTH_TOKEN_CHARS + 1, raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof(raw));
+}
+
+int auth_token_valid(const char *text)
+{
+    if (strlen(text) != AUTH_TOKEN_CHARS)
+        return 0;
+    for (size_t i = 0; i < AUTH_TOKEN_CHARS; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (!isalnum(c) && c != '-' && c != '_')
+            return 0;
+    }
+    return 1;
+}
+
+void auth_token_hash(const char *token, unsigned char *hash)
+{
+    crypto_generichash(hash, AUTH_TOKEN_HASH_BYTES, (const unsigned char *)token, strlen(token),
+                       NULL, 0);
+}
+
+/* jansson allocations carry their size in front, so free can wipe them. */
+static void *auth_secure_malloc(size_t size)
+{
+    size_t *p = malloc(sizeof(size_t) * 2 + size);
+
+    if (p == NULL)
+        return NULL;
+    p[0] = size;
+    return p + 2; /* two words keep 16-byte alignment */
+}
+
+static void auth_secure_free(void *ptr)
+{
+    size_t *p;
+
+    if (ptr == NULL)
+        return;
+    p = (size_t *)ptr - 2;
+    sodium_memzero(ptr, p[0]);
+    free(p);
+}
+
+void auth_json_secure_alloc(void)
+{
+    json_set_alloc_funcs(auth_secure_malloc, auth_secure_free);
+}

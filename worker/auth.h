@@ -1,0 +1,69 @@
+/* worker/auth.h - passwords and tokens: Argon2id on libuv's thread pool
+ * behind a bounded queue, the dummy hash that makes unknown users cost as
+ * much as known ones, password strength, session tokens and their hashes.
+ */
+#ifndef VERONA_WORKER_AUTH_H
+#define VERONA_WORKER_AUTH_H
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "../proto/config.h"
+#include "../proto/password.h"
+
+#define AUTH_PASSWORD_MAX_CHARS PASSWORD_MAX_CHARS
+#define AUTH_PASSWORD_MAX_BYTES PASSWORD_MAX_BYTES
+#define AUTH_USERNAME_MAX USERNAME_MAX
+#define AUTH_TOKEN_BYTES 32
+#define AUTH_TOKEN_CHARS 43      /* unpadded base64url of 32 bytes */
+#define AUTH_TOKEN_HASH_BYTES 32 /* BLAKE2b-256 */
+
+struct auth {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    char dummy_hash[crypto_pwhash_STRBYTES];
+    int queued;                  /* jobs submitted and not yet finished */
+    unsigned long long hashes;   /* finished, cumulative */
+};
+
+/* One hashing job. The caller owns it until `cb` runs (always on the
+ * loop). Inputs are wiped when the job finishes. */
+struct auth_job {
+    uv_work_t work;
+    struct auth *auth;
+    /* inputs */
+    int verify;                /* check verify_password against stored_hash */
+    char verify_password[AUTH_PASSWORD_MAX_BYTES + 1]; /* "" = no verify */
+    char stored_hash[crypto_pwhash_STRBYTES];          /* "" = the dummy hash */
+    char new_password[AUTH_PASSWORD_MAX_BYTES + 1];    /* "" = nothing to hash */
+    char username[AUTH_USERNAME_MAX + 1];              /* for the strength check */
+    int rehash_if_needed;      /* after a good verify with old parameters */
+    /* outputs */
+    int verified;              /* the verify matched (never for the dummy) */
+    int weak;                  /* new_password is too easy to guess */
+    int failed;                /* out of memory or similar */
+    char new_hash[crypto_pwhash_STRBYTES]; /* "" = none */
+    void (*cb)(struct auth_job *job);
+    void *data;
+};
+
+/* Computes the dummy hash with the configured parameters. 0 or -1. */
+int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg);
+
+/* Queues a job; -EBUSY when hash_queue_max jobs are already queued. */
+int auth_job_submit(struct auth *auth, struct auth_job *job);
+
+/* A fresh token (AUTH_TOKEN_CHARS + NUL). */
+void auth_token_new(char *token);
+
+/* 1 when `text` looks like a token (43 base64url characters). */
+int auth_token_valid(const char *text);
+
+/* BLAKE2b-256 of the token text. */
+void auth_token_hash(const char *token, unsigned char *hash);
+
+/* Routes jansson's memory through allocations that are wiped when freed,
+ * so passwords parsed from JSON do not linger in freed memory. */
+void auth_json_secure_alloc(void);
+
+#endif

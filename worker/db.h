@@ -1,0 +1,112 @@
+/* worker/db.h - PostgreSQL on the worker's event loop.
+ *
+ * A small pool of non-blocking libpq connections, each watched by a
+ * uv_poll_t. Queries use statements prepared on every connection at
+ * connect time. A dropped connection reconnects by itself with backoff;
+ * while no connection is up every query fails at once (the caller answers
+ * 503) and nothing ever blocks the loop.
+ */
+#ifndef VERONA_WORKER_DB_H
+#define VERONA_WORKER_DB_H
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#define DB_PARAMS_MAX 8
+#define DB_PENDING_MAX 4096
+
+/* The prepared statements; their SQL is in db.c beside the names. */
+enum db_statement {
+    DB_SCHEMA_VERSION = 0,
+    DB_LOGIN_BEGIN,
+    DB_LOGIN_FAILED,
+    DB_LOGIN_SUCCEEDED,
+    DB_SESSION_GET,
+    DB_LOGOUT,
+    DB_PASSWORD_BEGIN,
+    DB_PASSWORD_SET,
+    DB_REGISTER_WAIT,
+    DB_REGISTER,
+    DB_SWEEP,
+    DB_STATEMENT_COUNT
+};
+
+/* `res` is NULL when the query could not run (no connection, connection
+ * lost); otherwise its status may still be an error. The pool clears `res`
+ * after the callback returns. */
+typedef void (*db_query_cb)(void *arg, PGresult *res);
+
+/* A query in flight. The caller owns it and the parameter memory until
+ * the callback runs; the callback runs exactly once. */
+struct db_query {
+    enum db_statement statement;
+    int nparams;
+    const char *values[DB_PARAMS_MAX];
+    int lengths[DB_PARAMS_MAX];
+    int formats[DB_PARAMS_MAX];
+    db_query_cb cb;
+    void *arg;
+    struct db_query *next; /* pending list; the pool's */
+};
+
+enum db_conn_state {
+    DB_CONN_DOWN = 0,   /* waiting for the retry timer */
+    DB_CONN_CONNECTING, /* PQconnectPoll in progress */
+    DB_CONN_PREPARING,  /* preparing statement `prepared` */
+    DB_CONN_IDLE,       /* ready for a query */
+    DB_CONN_BUSY,       /* one query in flight */
+};
+
+struct db;
+
+struct db_conn {
+    struct db *db;
+    PGconn *pg;              /* owned; NULL when down */
+    uv_poll_t *poll;         /* owned; freed in its close callback */
+    int fd;                  /* the socket `poll` watches, -1 if none */
+    enum db_conn_state state;
+    int prepared;            /* statements prepared so far */
+    struct db_query *query;  /* in flight (BUSY) */
+    PGresult *result;        /* first result of the query in flight */
+    uv_timer_t retry;
+    int backoff_ms;
+};
+
+typedef void (*db_state_cb)(void *arg, int up);
+
+struct db {
+    uv_loop_t *loop;
+    char *url;                /* owned */
+    struct db_conn *conns;    /* owned, `size` of them */
+    int size;
+    int up;                   /* connections IDLE or BUSY */
+    struct db_query *pending_head, *pending_tail;
+    int pending;
+    int closing;
+    int handles_open;         /* timers + polls not yet closed */
+    db_state_cb on_state;     /* called when `up` changes from/to 0 */
+    void *on_state_arg;
+};
+
+/* Starts connecting `size` connections to `url`. Returns 0 or -ENOMEM. */
+int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, db_state_cb on_state,
+            void *on_state_arg);
+
+/* Runs `q`, now or when a connection frees up; with no connection up the
+ * callback runs at once with NULL (before db_query_send returns). */
+void db_query_send(struct db *db, struct db_query *q);
+
+/* 1 when at least one connection is up. */
+int db_is_up(const struct db *db);
+
+/* Fails pending queries, closes connections and handles. The loop must run
+ * until the handles are closed (`handles_open` reaches 0). */
+void db_close(struct db *db);
+
+/* Frees what db_init allocated, once `handles_open` is 0. */
+void db_free(struct db *db);
+
+/* 1 for a result that carries rows or a completed command. */
+int db_result_ok(const PGresult *res);
+
+#endif

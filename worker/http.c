@@ -1,0 +1,706 @@
+/* worker/http.c - the HTTP/1.1 server of worker/http.h.
+ *
+ * A connection is one state machine (enum http_conn_state). Bytes are read
+ * into `in`, parsed by http_parser, which is paused at the end of each
+ * message; the request is then handled (maybe asynchronously) and parsing
+ * resumes after its answer, so pipelined requests are answered in order.
+ * A connection is freed when its handles are closed and no request of it
+ * is in flight (`refs`).
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sodium.h>
+
+#include "../proto/log.h"
+
+#define HTTP_IN_MAX (HTTP_HEADERS_MAX_BYTES + HTTP_BODY_MAX_BYTES + 8192)
+
+enum http_conn_state {
+    HTTP_CONN_IDLE = 0, /* keep-alive, waiting for a request's first byte */
+    HTTP_CONN_READING,  /* inside a request: header timeout runs */
+    HTTP_CONN_HANDLING, /* a complete request is with its handler */
+    HTTP_CONN_CLOSING,  /* answering the last time or closed */
+};
+
+struct http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    http_parser parser;
+    struct http_server *server;
+    struct http_conn *next, *prev;   /* server->conns */
+    enum http_conn_state state;
+    int refs;                        /* tcp + timer handles + request in flight */
+    char *in;                        /* owned: bytes read, not yet parsed */
+    size_t in_len;
+    size_t header_bytes;
+    int last_was_value;              /* header callbacks: field after value = new header */
+    int error_status;                /* set by a callback to reject the request */
+    int close_after_write;
+    int reading;
+    int processing;                  /* inside http_conn_process() */
+    int peer_done;                   /* the peer sent EOF */
+    struct http_request req;
+};
+
+struct http_write {
+    uv_write_t req;
+    struct http_conn *conn;
+    int close_after;
+    char data[];
+};
+
+static http_parser_settings http_settings;
+
+static void http_conn_fail(struct http_conn *c, int status);
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void http_conn_set_state(struct http_conn *c, enum http_conn_state next)
+{
+    c->state = next;
+}
+
+static void http_conn_unref(struct http_conn *c)
+{
+    struct http_server *server = c->server;
+
+    if (--c->refs > 0)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        server->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    server->stats.connections_open--;
+    if (c->in != NULL) {
+        sodium_memzero(c->in, HTTP_IN_MAX);
+        free(c->in);
+    }
+    if (c->req.body != NULL) {
+        sodium_memzero(c->req.body, HTTP_BODY_MAX_BYTES + 1);
+        free(c->req.body);
+    }
+    free(c);
+    if (server->draining && server->listener_closed && server->conns == NULL &&
+        server->on_drained != NULL)
+        server->on_drained(server);
+}
+
+static void http_conn_on_close(uv_handle_t *h)
+{
+    http_conn_unref(h->data);
+}
+
+static void http_conn_close(struct http_conn *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    http_conn_set_state(c, HTTP_CONN_CLOSING);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, http_conn_on_close);
+    uv_close((uv_handle_t *)&c->timer, http_conn_on_close);
+}
+
+static void http_conn_on_timeout(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+
+    if (c->state == HTTP_CONN_READING) {
+        /* A slow client: tell it why, then hang up. */
+        http_conn_fail(c, 408);
+        return;
+    }
+    http_conn_close(c);
+}
+
+static void http_conn_arm_timer(struct http_conn *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, http_conn_on_timeout, ms, 0);
+}
+
+static void http_request_reset(struct http_request *req)
+{
+    if (req->body != NULL)
+        sodium_memzero(req->body, req->body_len);
+    req->path = NULL;
+    req->text_len = 0;
+    req->header_count = 0;
+    req->body_len = 0;
+    req->keep_alive = 0;
+    req->route_data = NULL;
+}
+
+/* Appends parser data to the request's text area; 0 or -1 when full. */
+static int http_text_append(struct http_conn *c, const char *at, size_t len)
+{
+    struct http_request *req = &c->req;
+
+    c->header_bytes += len;
+    if (c->header_bytes > HTTP_HEADERS_MAX_BYTES || req->text_len + len + 1 >= sizeof(req->text)) {
+        c->error_status = 431;
+        return -1;
+    }
+    memcpy(req->text + req->text_len, at, len);
+    req->text_len += (unsigned)len;
+    req->text[req->text_len] = '\0';
+    return 0;
+}
+
+/* Ends the current string in `text` (a NUL) so each piece stays a C string. */
+static int http_text_terminate(struct http_conn *c)
+{
+    struct http_request *req = &c->req;
+
+    if (req->text_len + 1 >= sizeof(req->text)) {
+        c->error_status = 431;
+        return -1;
+    }
+    req->text_len++; /* keep the NUL written by http_text_append */
+    req->text[req->text_len] = '\0';
+    return 0;
+}
+
+static int http_on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+
+    http_request_reset(&c->req);
+    c->header_bytes = 0;
+    c->last_was_value = 0;
+    c->error_status = 0;
+    if (c->state == HTTP_CONN_IDLE) {
+        http_conn_set_state(c, HTTP_CONN_READING);
+        http_conn_arm_timer(c, HTTP_HEADER_TIMEOUT_MS);
+    }
+    return 0;
+}
+
+static int http_on_url(http_parser *p, const char *at, size_t len)
+{
+    return http_text_append(p->data, at, len) == 0 ? 0 : 1;
+}
+
+static int http_on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_request *req = &c->req;
+
+    if (req->header_count == 0 && !c->last_was_value && req->path == NULL) {
+        /* First header: the URL is complete. */
+        if (http_text_terminate(c) != 0)
+            return 1;
+        req->path = req->text;
+    }
+    if (c->last_was_value || req->header_count == 0) {
+        if (c->last_was_value && http_text_terminate(c) != 0)
+            return 1;
+        if (req->header_count == 0 || c->last_was_value) {
+            if (req->header_count == HTTP_HEADERS_MAX_COUNT) {
+                c->error_status = 431;
+                return 1;
+            }
+            req->headers[req->header_count].name_off = req->text_len;
+            req->headers[req->header_count].name_len = 0;
+            req->header_count++;
+        }
+        c->last_was_value = 0;
+    }
+    req->headers[req->header_count - 1].name_len += (unsigned)len;
+    return http_text_append(c, at, len) == 0 ? 0 : 1;
+}
+
+static int http_on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_request *req = &c->req;
+    struct http_header *h = &req->headers[req->header_count - 1];
+
+    if (!c->last_was_value) {
+        if (http_text_terminate(c) != 0)
+            return 1;
+        h->value_off = req->text_len;
+        h->value_len = 0;
+        c->last_was_value = 1;
+    }
+    h->value_len += (unsigned)len;
+    return http_text_append(c, at, len) == 0 ? 0 : 1;
+}
+
+static int http_write_raw(struct http_conn *c, const char *data, size_t len, int close_after);
+
+static int http_on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_request *req = &c->req;
+    const char *expect;
+    char *q;
+
+    /* Any return but 0, 1 or 2 makes the parser stop with an error. */
+    if (req->path == NULL) {
+        if (http_text_terminate(c) != 0)
+            return -1;
+        req->path = req->text;
+    } else if (c->last_was_value && http_text_terminate(c) != 0) {
+        return -1;
+    }
+    if (p->http_major != 1) {
+        c->error_status = 400;
+        return -1;
+    }
+    q = strchr(req->text, '?');
+    if (q != NULL && req->path == req->text)
+        *q = '\0';
+    if (p->content_length != ULLONG_MAX && p->content_length > HTTP_BODY_MAX_BYTES) {
+        c->error_status = 413;
+        return -1;
+    }
+    expect = http_request_header(req, "expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+        (p->flags & F_CHUNKED || (p->content_length > 0 && p->content_length != ULLONG_MAX)))
+        http_write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, 0);
+    return 0;
+}
+
+static int http_on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_request *req = &c->req;
+
+    if (req->body_len + len > HTTP_BODY_MAX_BYTES) {
+        c->error_status = 413;
+        return 1;
+    }
+    if (req->body == NULL) {
+        req->body = malloc(HTTP_BODY_MAX_BYTES + 1);
+        if (req->body == NULL) {
+            c->error_status = 503;
+            return 1;
+        }
+    }
+    memcpy(req->body + req->body_len, at, len);
+    req->body_len += len;
+    req->body[req->body_len] = '\0';
+    return 0;
+}
+
+static int http_on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+
+    c->req.keep_alive = http_should_keep_alive(p) && !c->server->draining;
+    c->req.method = (enum http_method)p->method;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    for (int i = 0; i < req->header_count; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (strcasecmp(req->text + h->name_off, name) == 0)
+            return h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+    }
+    return NULL;
+}
+
+static void http_on_write(uv_write_t *w, int status)
+{
+    struct http_write *hw = (struct http_write *)w;
+    struct http_conn *c = hw->conn;
+
+    if (status < 0 || hw->close_after)
+        http_conn_close(c);
+    http_conn_unref(c);
+    free(hw);
+}
+
+static int http_write_raw(struct http_conn *c, const char *data, size_t len, int close_after)
+{
+    struct http_write *hw;
+    uv_buf_t buf;
+
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return -EPIPE;
+    hw = malloc(sizeof(*hw) + len);
+    if (hw == NULL) {
+        http_conn_close(c);
+        return -ENOMEM;
+    }
+    memcpy(hw->data, data, len);
+    hw->conn = c;
+    hw->close_after = close_after;
+    buf = uv_buf_init(hw->data, (unsigned)len);
+    c->refs++;
+    if (uv_write(&hw->req, (uv_stream_t *)&c->tcp, &buf, 1, http_on_write) != 0) {
+        c->refs--;
+        free(hw);
+        http_conn_close(c);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+static void http_conn_process(struct http_conn *c);
+static void http_conn_read_start(struct http_conn *c);
+
+void http_respond(struct http_request *req, int status, const char *headers, const char *body,
+                  size_t body_len)
+{
+    struct http_conn *c = req->conn;
+    struct http_server *server = c->server;
+    char head[512];
+    int keep_alive = req->keep_alive && !server->draining && !c->close_after_write;
+    int n;
+
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\n"
+                 "Content-Length: %zu\r\n"
+                 "%s"
+                 "%s"
+                 "Cache-Control: no-store\r\n"
+                 "\r\n",
+                 status, http_status_text(status), status == 204 ? (size_t)0 : body_len,
+                 status == 204 || body_len == 0 ? "" : "Content-Type: application/json\r\n",
+                 keep_alive ? "" : "Connection: close\r\n");
+    if (n > 0 && (size_t)n < sizeof(head)) {
+        size_t hlen = headers != NULL ? strlen(headers) : 0;
+        size_t blen = status == 204 ? 0 : body_len;
+        char *out = malloc((size_t)n + hlen + blen);
+
+        if (out != NULL) {
+            /* Extra headers go before the blank line ending the head. */
+            memcpy(out, head, (size_t)n - 2);
+            if (hlen > 0)
+                memcpy(out + n - 2, headers, hlen);
+            memcpy(out + n - 2 + hlen, "\r\n", 2);
+            if (blen > 0)
+                memcpy(out + n + hlen, body, blen);
+            http_write_raw(c, out, (size_t)n + hlen + blen, !keep_alive);
+            free(out);
+        } else {
+            http_conn_close(c);
+        }
+    }
+    server->stats.requests_in_flight--;
+    server->stats.requests++;
+    if (req->body != NULL)
+        sodium_memzero(req->body, req->body_len);
+    if (c->state == HTTP_CONN_HANDLING) {
+        if (keep_alive) {
+            http_conn_set_state(c, HTTP_CONN_IDLE);
+            http_conn_arm_timer(c, HTTP_IDLE_TIMEOUT_MS);
+        } else {
+            http_conn_set_state(c, HTTP_CONN_CLOSING);
+            uv_timer_stop(&c->timer);
+        }
+    }
+    http_conn_process(c); /* next pipelined request, if any */
+    http_conn_unref(c);   /* the request's reference */
+}
+
+static void http_conn_fail(struct http_conn *c, int status)
+{
+    static const struct {
+        int status;
+        const char *body;
+    } bodies[] = {
+        { 400, "{\"error\":\"invalid_request\",\"message\":\"malformed HTTP request\"}" },
+        { 408, "{\"error\":\"request_timeout\",\"message\":\"request not received in time\"}" },
+        { 413, "{\"error\":\"body_too_large\",\"message\":\"request body over 16 KiB\"}" },
+        { 431, "{\"error\":\"headers_too_large\",\"message\":\"request headers over 8 KiB\"}" },
+        { 503, "{\"error\":\"unavailable\",\"message\":\"out of memory\"}" },
+    };
+    const char *body = bodies[0].body;
+
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        if (bodies[i].status == status)
+            body = bodies[i].body;
+    c->req.keep_alive = 0;
+    c->close_after_write = 1;
+    http_conn_set_state(c, HTTP_CONN_HANDLING);
+    c->refs++;
+    c->server->stats.requests_in_flight++;
+    http_respond(&c->req, status, NULL, body, strlen(body));
+}
+
+/* Parses what is buffered: hands each complete request to the handler
+ * and goes on with the next pipelined one once it is answered. Not
+ * reentrant: http_respond() from inside a handler lets this loop go on. */
+static void http_conn_process(struct http_conn *c)
+{
+    if (c->processing)
+        return;
+    c->processing = 1;
+    c->refs++;
+    while ((c->state == HTTP_CONN_IDLE || c->state == HTTP_CONN_READING) && c->in_len > 0 &&
+           !uv_is_closing((uv_handle_t *)&c->tcp)) {
+        size_t n = http_parser_execute(&c->parser, &http_settings, c->in, c->in_len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+
+        if (n > c->in_len)
+            n = c->in_len;
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            uv_timer_stop(&c->timer);
+            http_conn_set_state(c, HTTP_CONN_HANDLING);
+            c->refs++;
+            c->req.conn = c;
+            c->server->stats.requests_in_flight++;
+            c->server->handler(c->server, &c->req);
+            continue;
+        }
+        if (e != HPE_OK) {
+            int status = c->error_status != 0 ? c->error_status : 400;
+            if (e == HPE_HEADER_OVERFLOW)
+                status = 431;
+            http_conn_fail(c, status);
+            break;
+        }
+    }
+    /* Read more while there is room, also during a request (pipelining). */
+    if (!c->reading && !c->peer_done && c->in_len < HTTP_IN_MAX && c->state != HTTP_CONN_CLOSING &&
+        !uv_is_closing((uv_handle_t *)&c->tcp))
+        http_conn_read_start(c);
+    c->processing = 0;
+    http_conn_unref(c);
+}
+
+static void http_conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct http_conn *c = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(HTTP_IN_MAX - c->in_len));
+}
+
+static void http_conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct http_conn *c = stream->data;
+
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or error. A request in flight may still be answered. */
+        uv_read_stop(stream);
+        c->reading = 0;
+        c->peer_done = 1;
+        if (c->state == HTTP_CONN_HANDLING && nread == UV_EOF)
+            c->close_after_write = 1;
+        else
+            http_conn_close(c);
+        return;
+    }
+    c->in_len += (size_t)nread;
+    if (c->in_len == HTTP_IN_MAX) {
+        uv_read_stop(stream);
+        c->reading = 0;
+    }
+    http_conn_process(c);
+}
+
+static void http_conn_read_start(struct http_conn *c)
+{
+    if (uv_read_start((uv_stream_t *)&c->tcp, http_conn_on_alloc, http_conn_on_read) == 0)
+        c->reading = 1;
+    else
+        http_conn_close(c);
+}
+
+static void http_server_on_connection(uv_stream_t *listener, int status)
+{
+    struct http_server *server = listener->data;
+    struct http_conn *c;
+    int len = sizeof(c->req.peer);
+
+    if (status < 0 || server->draining)
+        return;
+    c = calloc(1, sizeof(*c));
+    if (c != NULL)
+        c->in = malloc(HTTP_IN_MAX);
+    if (c == NULL || c->in == NULL) {
+        /* Accept and drop, or the listener would spin on the pending one. */
+        uv_tcp_t *t = malloc(sizeof(*t));
+        if (c != NULL)
+            free(c);
+        if (t != NULL && uv_tcp_init(server->loop, t) == 0) {
+            if (uv_accept(listener, (uv_stream_t *)t) == 0)
+                uv_close((uv_handle_t *)t, (uv_close_cb)free);
+            else
+                uv_close((uv_handle_t *)t, (uv_close_cb)free);
+        } else {
+            free(t);
+        }
+        return;
+    }
+    c->server = server;
+    uv_tcp_init(server->loop, &c->tcp);
+    uv_timer_init(server->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->refs = 2;
+    c->next = server->conns;
+    if (server->conns != NULL)
+        server->conns->prev = c;
+    server->conns = c;
+    server->stats.connections_open++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        http_conn_close(c);
+        return;
+    }
+    server->stats.connections_accepted++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->req.peer, &len);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->req.conn = c;
+    http_conn_set_state(c, HTTP_CONN_IDLE);
+    http_conn_arm_timer(c, HTTP_IDLE_TIMEOUT_MS);
+    http_conn_read_start(c);
+}
+
+static int http_listen_address(const char *address, struct sockaddr_storage *ss, char *err,
+                               size_t errsize)
+{
+    char host[64];
+    const char *colon;
+    size_t hostlen;
+    int port;
+
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (close == NULL || close[1] != ':')
+            goto bad;
+        hostlen = (size_t)(close - address - 1);
+        colon = close + 1;
+        if (hostlen >= sizeof(host))
+            goto bad;
+        memcpy(host, address + 1, hostlen);
+    } else {
+        colon = strrchr(address, ':');
+        if (colon == NULL)
+            goto bad;
+        hostlen = (size_t)(colon - address);
+        if (hostlen >= sizeof(host))
+            goto bad;
+        memcpy(host, address, hostlen);
+    }
+    host[hostlen] = '\0';
+    port = atoi(colon + 1);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+bad:
+    snprintf(err, errsize, "listen: '%s' is not HOST:PORT", address);
+    return -EINVAL;
+}
+
+int http_server_init(struct http_server *server, uv_loop_t *loop, const char *address, int fd,
+                     http_handler_cb handler, void *data, char *err, size_t errsize)
+{
+    struct sockaddr_storage ss;
+    int rc;
+
+    memset(server, 0, sizeof(*server));
+    http_settings.on_message_begin = http_on_message_begin;
+    http_settings.on_url = http_on_url;
+    http_settings.on_header_field = http_on_header_field;
+    http_settings.on_header_value = http_on_header_value;
+    http_settings.on_headers_complete = http_on_headers_complete;
+    http_settings.on_body = http_on_body;
+    http_settings.on_message_complete = http_on_message_complete;
+    server->loop = loop;
+    server->handler = handler;
+    server->data = data;
+    uv_tcp_init(loop, &server->listener);
+    server->listener.data = server;
+    if (fd >= 0) {
+        rc = uv_tcp_open(&server->listener, fd);
+        if (rc != 0) {
+            snprintf(err, errsize, "listening descriptor %d: %s", fd, uv_strerror(rc));
+            return rc;
+        }
+        return 0;
+    }
+    rc = http_listen_address(address, &ss, err, errsize);
+    if (rc != 0)
+        return rc;
+    rc = uv_tcp_bind(&server->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&server->listener, 1024, NULL);
+    if (rc == 0)
+        return 0;
+    snprintf(err, errsize, "cannot listen on %s: %s", address, uv_strerror(rc));
+    return rc;
+}
+
+int http_server_start(struct http_server *server)
+{
+    int rc;
+
+    if (server->listening || server->draining)
+        return 0;
+    rc = uv_listen((uv_stream_t *)&server->listener, 1024, http_server_on_connection);
+    if (rc == 0)
+        server->listening = 1;
+    return rc;
+}
+
+static void http_server_on_listener_close(uv_handle_t *h)
+{
+    struct http_server *server = h->data;
+
+    server->listener_closed = 1;
+    if (server->conns == NULL && server->on_drained != NULL)
+        server->on_drained(server);
+}
+
+void http_server_drain(struct http_server *server)
+{
+    struct http_conn *c, *next;
+
+    if (server->draining)
+        return;
+    server->draining = 1;
+    /* Closing our copy of the listening socket leaves it open in the
+     * supervisor and the other workers, which accept what is queued. */
+    uv_close((uv_handle_t *)&server->listener, http_server_on_listener_close);
+    for (c = server->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == HTTP_CONN_IDLE && c->in_len == 0)
+            http_conn_close(c);
+        else
+            c->close_after_write = 1;
+    }
+}

@@ -1,0 +1,244 @@
+/* worker/main.c - the verona-worker program: settings, the event loop,
+ * start-up and shutdown. On its own (`verona-worker -c FILE`) it binds
+ * `listen` itself; under the supervisor (VERONA_CONTROL_FD) it serves the
+ * inherited socket.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../proto/log.h"
+#include "../sql/migrations.h"
+#include "routes.h"
+#include "worker.h"
+
+#define WORKER_SWEEP_INTERVAL_MS 60000
+
+static void worker_usage(FILE *out)
+{
+    fprintf(out, "usage: verona-worker -c FILE\n"
+                 "  Serves the Verona login API on the config's `listen` address.\n"
+                 "  Under `verona serve` the supervisor starts workers itself.\n");
+}
+
+int worker_db_ready(const struct worker *w)
+{
+    return db_is_up(&w->db) && w->schema_ok;
+}
+
+static void worker_on_schema_version(void *arg, PGresult *res)
+{
+    struct worker *w = arg;
+    int version;
+
+    w->schema_query_busy = 0;
+    if (!db_result_ok(res)) {
+        log_emit(LOG_ERROR, "schema_check_failed",
+                 json_pack("{s:s}", "error", res != NULL ? PQresultErrorMessage(res) : "no connection"));
+        return;
+    }
+    version = atoi(PQgetvalue(res, 0, 0));
+    w->schema_ok = version >= migrations_latest;
+    if (!w->schema_ok)
+        log_emit(LOG_ERROR, "schema_too_old",
+                 json_pack("{s:i, s:i, s:s}", "database", version, "required", migrations_latest,
+                           "hint", "run `verona migrate`"));
+    else
+        log_emit(LOG_INFO, "ready", json_pack("{s:i}", "schema_version", version));
+}
+
+static void worker_check_schema(struct worker *w)
+{
+    if (w->schema_query_busy || w->schema_ok || !db_is_up(&w->db))
+        return;
+    w->schema_query_busy = 1;
+    memset(&w->schema_query, 0, sizeof(w->schema_query));
+    w->schema_query.statement = DB_SCHEMA_VERSION;
+    w->schema_query.cb = worker_on_schema_version;
+    w->schema_query.arg = w;
+    db_query_send(&w->db, &w->schema_query);
+}
+
+static void worker_on_db_state(void *arg, int up)
+{
+    if (up)
+        worker_check_schema(arg);
+}
+
+static void worker_on_sweep_done(void *arg, PGresult *res)
+{
+    struct worker *w = arg;
+
+    w->sweep_busy = 0;
+    if (res != NULL && !db_result_ok(res))
+        log_emit(LOG_WARN, "sweep_failed", json_pack("{s:s}", "error", PQresultErrorMessage(res)));
+    else if (res != NULL && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+        log_emit(LOG_DEBUG, "sweep_done", NULL);
+}
+
+static void worker_on_sweep_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    const struct config *cfg = &w->cfg;
+    int longest = cfg->throttle_account.seconds;
+
+    worker_check_schema(w);
+    if (w->sweep_busy || !worker_db_ready(w))
+        return;
+    if (cfg->throttle_address.seconds > longest)
+        longest = cfg->throttle_address.seconds;
+    if (cfg->throttle_account_address.seconds > longest)
+        longest = cfg->throttle_account_address.seconds;
+    snprintf(w->sweep_params[0], sizeof(w->sweep_params[0]), "%d", cfg->audit_retention_days);
+    snprintf(w->sweep_params[1], sizeof(w->sweep_params[1]), "%d", longest);
+    memset(&w->sweep_query, 0, sizeof(w->sweep_query));
+    w->sweep_query.statement = DB_SWEEP;
+    w->sweep_query.nparams = 2;
+    w->sweep_query.values[0] = w->sweep_params[0];
+    w->sweep_query.values[1] = w->sweep_params[1];
+    w->sweep_query.cb = worker_on_sweep_done;
+    w->sweep_query.arg = w;
+    w->sweep_busy = 1;
+    db_query_send(&w->db, &w->sweep_query);
+}
+
+static void worker_on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Last step of a shutdown: close what is left so uv_run returns. */
+static void worker_finish(struct worker *w)
+{
+    uv_timer_stop(&w->sweep_timer);
+    uv_close((uv_handle_t *)&w->sweep_timer, worker_on_handle_closed);
+    uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
+    uv_close((uv_handle_t *)&w->sig_int, worker_on_handle_closed);
+    uv_close((uv_handle_t *)&w->sig_quit, worker_on_handle_closed);
+    db_close(&w->db);
+}
+
+static void worker_on_drained(struct http_server *server)
+{
+    struct worker *w = server->data;
+
+    log_emit(LOG_INFO, "drained", NULL);
+    worker_finish(w);
+}
+
+static void worker_stop(struct worker *w, const char *why)
+{
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    log_emit(LOG_INFO, "draining", json_pack("{s:s}", "reason", why));
+    http_server_drain(&w->http);
+}
+
+static void worker_on_signal(uv_signal_t *s, int signum)
+{
+    struct worker *w = s->data;
+
+    if (signum == SIGQUIT) {
+        log_emit(LOG_WARN, "quit", NULL);
+        exit(1);
+    }
+    worker_stop(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+int main(int argc, char **argv)
+{
+    static struct worker worker;
+    struct worker *w = &worker;
+    const char *config_path = NULL;
+    char err[CONFIG_ERROR_MAX];
+    char threads[16];
+    int opt, rc;
+
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'h':
+            worker_usage(stdout);
+            return 0;
+        default:
+            worker_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "verona-worker: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (getenv("VERONA_LOG_LEVEL") != NULL && strcmp(getenv("VERONA_LOG_LEVEL"), "debug") == 0)
+        log_set_level(LOG_DEBUG);
+    signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "verona-worker: libsodium failed to initialise\n");
+        return 1;
+    }
+    auth_json_secure_alloc();
+
+    config_defaults(&w->cfg);
+    if (config_path != NULL && config_load_file(&w->cfg, config_path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona-worker: %s\n", err);
+        return 2;
+    }
+    if (config_finish(&w->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona-worker: %s: %s\n", config_path != NULL ? config_path : "defaults", err);
+        return 2;
+    }
+    if (w->cfg.database_url[0] == '\0') {
+        fprintf(stderr, "verona-worker: no database: set database_url or VERONA_DATABASE_URL\n");
+        return 2;
+    }
+    /* Argon2 runs on libuv's pool: size it before the first job. */
+    snprintf(threads, sizeof(threads), "%d", w->cfg.hash_threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+
+    w->loop = uv_default_loop();
+    if (auth_init(&w->auth, w->loop, &w->cfg) != 0) {
+        fprintf(stderr, "verona-worker: cannot compute the dummy hash (argon2_memlimit_kib too high?)\n");
+        return 2;
+    }
+    rc = http_server_init(&w->http, w->loop, w->cfg.listen, -1, routes_dispatch, w, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "verona-worker: %s\n", err);
+        return 1;
+    }
+    w->http.on_drained = worker_on_drained;
+    if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, worker_on_db_state, w) != 0) {
+        fprintf(stderr, "verona-worker: out of memory\n");
+        return 1;
+    }
+    uv_timer_init(w->loop, &w->sweep_timer);
+    w->sweep_timer.data = w;
+    uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
+    uv_signal_init(w->loop, &w->sig_term);
+    uv_signal_init(w->loop, &w->sig_int);
+    uv_signal_init(w->loop, &w->sig_quit);
+    w->sig_term.data = w->sig_int.data = w->sig_quit.data = w;
+    uv_signal_start(&w->sig_term, worker_on_signal, SIGTERM);
+    uv_signal_start(&w->sig_int, worker_on_signal, SIGINT);
+    uv_signal_start(&w->sig_quit, worker_on_signal, SIGQUIT);
+
+    rc = http_server_start(&w->http);
+    if (rc != 0) {
+        fprintf(stderr, "verona-worker: cannot accept on %s: %s\n", w->cfg.listen, uv_strerror(rc));
+        return 1;
+    }
+    log_emit(LOG_INFO, "worker_started",
+             json_pack("{s:s, s:i, s:i}", "listen", w->cfg.listen, "db_pool_size", w->cfg.db_pool_size,
+                       "hash_threads", w->cfg.hash_threads));
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    db_free(&w->db);
+    uv_loop_close(w->loop);
+    log_emit(LOG_INFO, "worker_exit", NULL);
+    return 0;
+}

@@ -1,0 +1,290 @@
+/* worker/routes.c - dispatch, the shared answers, and the small routes:
+ * /healthz, /readyz, GET /v1/session and POST /v1/logout.
+ */
+#include "routes.h"
+
+#include "../proto/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef void (*route_handler)(struct route_ctx *ctx);
+
+static void route_healthz(struct route_ctx *ctx);
+static void route_readyz(struct route_ctx *ctx);
+static void route_session(struct route_ctx *ctx);
+static void route_logout(struct route_ctx *ctx);
+
+static const struct route {
+    const char *path;
+    enum http_method method;
+    const char *allow;
+    route_handler handler;
+} routes[] = {
+    { "/v1/users", HTTP_POST, "POST", account_register },
+    { "/v1/login", HTTP_POST, "POST", login_handle },
+    { "/v1/session", HTTP_GET, "GET", route_session },
+    { "/v1/logout", HTTP_POST, "POST", route_logout },
+    { "/v1/password", HTTP_POST, "POST", account_password },
+    { "/healthz", HTTP_GET, "GET", route_healthz },
+    { "/readyz", HTTP_GET, "GET", route_readyz },
+};
+
+void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body)
+{
+    char *text = NULL;
+
+    if (body != NULL) {
+        text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(body);
+    }
+    http_respond(ctx->req, status, headers, text != NULL ? text : "", text != NULL ? strlen(text) : 0);
+    if (text != NULL)
+        log_json_free(text);
+    if (ctx->job != NULL) {
+        sodium_memzero(ctx->job, sizeof(*ctx->job));
+        free(ctx->job);
+    }
+    sodium_memzero(ctx->token, sizeof(ctx->token));
+    free(ctx);
+}
+
+void route_error(struct route_ctx *ctx, int status, const char *code, const char *message,
+                 const char *headers)
+{
+    route_reply(ctx, status, headers, json_pack("{s:s, s:s}", "error", code, "message", message));
+}
+
+void route_unavailable(struct route_ctx *ctx)
+{
+    route_error(ctx, 503, "unavailable", "the service is unavailable, try again",
+                "Retry-After: 1\r\n");
+}
+
+void route_throttled(struct route_ctx *ctx, int wait_s)
+{
+    char headers[48];
+
+    snprintf(headers, sizeof(headers), "Retry-After: %d\r\n", wait_s > 0 ? wait_s : 1);
+    route_error(ctx, 429, "too_many_attempts", "too many failed attempts, try again later",
+                headers);
+}
+
+/* application/json, optionally followed by parameters (; charset=utf-8). */
+static int route_is_json(const char *type)
+{
+    size_t n = strlen("application/json");
+
+    if (type == NULL || strncasecmp(type, "application/json", n) != 0)
+        return 0;
+    return type[n] == '\0' || type[n] == ';' || type[n] == ' ' || type[n] == '\t';
+}
+
+json_t *route_json_body(struct route_ctx *ctx, int optional)
+{
+    struct http_request *req = ctx->req;
+    json_error_t error;
+    json_t *obj;
+
+    if (optional && req->body_len == 0)
+        return json_object();
+    if (!route_is_json(http_request_header(req, "content-type"))) {
+        route_error(ctx, 415, "unsupported_media_type", "Content-Type must be application/json",
+                    NULL);
+        return NULL;
+    }
+    if (req->body_len == 0) {
+        route_error(ctx, 400, "invalid_request", "a JSON object body is required", NULL);
+        return NULL;
+    }
+    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
+    if (obj == NULL) {
+        route_error(ctx, 400, "invalid_request", "the body is not valid JSON (UTF-8, no duplicate keys)",
+                    NULL);
+        return NULL;
+    }
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        route_error(ctx, 400, "invalid_request", "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    return obj;
+}
+
+int route_json_string(struct route_ctx *ctx, json_t *obj, const char *name, const char **out)
+{
+    json_t *v = json_object_get(obj, name);
+    char message[96];
+
+    if (v != NULL && json_is_string(v)) {
+        *out = json_string_value(v);
+        return 0;
+    }
+    snprintf(message, sizeof(message), "\"%s\" must be a string", name);
+    route_error(ctx, 400, "invalid_request", message, NULL);
+    return -1;
+}
+
+int route_bearer(struct route_ctx *ctx)
+{
+    const char *auth = http_request_header(ctx->req, "authorization");
+    const char *p;
+
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+        goto invalid;
+    p = auth + 7;
+    while (*p == ' ')
+        p++;
+    if (!auth_token_valid(p))
+        goto invalid;
+    memcpy(ctx->token, p, AUTH_TOKEN_CHARS);
+    ctx->token[AUTH_TOKEN_CHARS] = '\0';
+    auth_token_hash(ctx->token, ctx->token_hash);
+    return 0;
+invalid:
+    route_error(ctx, 401, "invalid_token", "a valid bearer token is required",
+                "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+    return -1;
+}
+
+void route_throttle_params(struct route_ctx *ctx, struct db_query *q, int first)
+{
+    const struct config *cfg = &ctx->w->cfg;
+    const struct config_rate *rates[3] = { &cfg->throttle_account_address, &cfg->throttle_address,
+                                           &cfg->throttle_account };
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(ctx->numbers[i * 2], sizeof(ctx->numbers[0]), "%d", rates[i]->count);
+        snprintf(ctx->numbers[i * 2 + 1], sizeof(ctx->numbers[0]), "%d", rates[i]->seconds);
+        q->values[first + i * 2] = ctx->numbers[i * 2];
+        q->values[first + i * 2 + 1] = ctx->numbers[i * 2 + 1];
+    }
+}
+
+static void route_healthz(struct route_ctx *ctx)
+{
+    route_reply(ctx, 200, NULL, json_pack("{s:s}", "status", "ok"));
+}
+
+static void route_readyz(struct route_ctx *ctx)
+{
+    if (worker_db_ready(ctx->w))
+        route_reply(ctx, 200, NULL, json_pack("{s:s}", "status", "ready"));
+    else
+        route_error(ctx, 503, "unavailable", "the database is not reachable", "Retry-After: 1\r\n");
+}
+
+static void route_session_on_result(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+    char headers[160];
+
+    if (!db_result_ok(res)) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
+                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        return;
+    }
+    snprintf(headers, sizeof(headers), "X-User-Id: %s\r\nX-Username: %s\r\n", PQgetvalue(res, 0, 0),
+             PQgetvalue(res, 0, 1));
+    route_reply(ctx, 200, headers,
+                json_pack("{s:I, s:s, s:s}", "user_id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+                          "username", PQgetvalue(res, 0, 1), "expires_at", PQgetvalue(res, 0, 2)));
+}
+
+static void route_session(struct route_ctx *ctx)
+{
+    struct db_query *q = &ctx->query;
+
+    if (route_bearer(ctx) != 0)
+        return;
+    q->statement = DB_SESSION_GET;
+    q->nparams = 1;
+    q->values[0] = (const char *)ctx->token_hash;
+    q->lengths[0] = AUTH_TOKEN_HASH_BYTES;
+    q->formats[0] = 1;
+    q->cb = route_session_on_result;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}
+
+static void route_logout_on_result(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+
+    if (!db_result_ok(res)) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+        route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
+                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        return;
+    }
+    route_reply(ctx, 204, NULL, NULL);
+}
+
+static void route_logout(struct route_ctx *ctx)
+{
+    struct db_query *q = &ctx->query;
+    json_t *body, *all;
+
+    if (route_bearer(ctx) != 0)
+        return;
+    body = route_json_body(ctx, 1);
+    if (body == NULL)
+        return;
+    all = json_object_get(body, "all");
+    if (all != NULL && !json_is_boolean(all)) {
+        json_decref(body);
+        route_error(ctx, 400, "invalid_request", "\"all\" must be true or false", NULL);
+        return;
+    }
+    ctx->flag = all != NULL && json_is_true(all);
+    json_decref(body);
+    q->statement = DB_LOGOUT;
+    q->nparams = 2;
+    q->values[0] = (const char *)ctx->token_hash;
+    q->lengths[0] = AUTH_TOKEN_HASH_BYTES;
+    q->formats[0] = 1;
+    q->values[1] = ctx->flag ? "true" : "false";
+    q->cb = route_logout_on_result;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}
+
+void routes_dispatch(struct http_server *server, struct http_request *req)
+{
+    struct worker *w = server->data;
+    const struct route *match = NULL;
+    struct route_ctx *ctx = calloc(1, sizeof(*ctx));
+
+    if (ctx == NULL) {
+        http_respond(req, 503, "Retry-After: 1\r\n",
+                     "{\"error\":\"unavailable\",\"message\":\"out of memory\"}", 49);
+        return;
+    }
+    ctx->w = w;
+    ctx->req = req;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(routes[i].path, req->path) == 0)
+            match = &routes[i];
+    if (match == NULL) {
+        route_error(ctx, 404, "not_found", "no such endpoint", NULL);
+        return;
+    }
+    if (req->method != match->method) {
+        char allow[32];
+        snprintf(allow, sizeof(allow), "Allow: %s\r\n", match->allow);
+        route_error(ctx, 405, "method_not_allowed", "method not allowed on this endpoint", allow);
+        return;
+    }
+    address_client(&w->cfg, &req->peer, http_request_header(req, "x-forwarded-for"), ctx->address,
+                   sizeof(ctx->address));
+    match->handler(ctx);
+}

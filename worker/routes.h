@@ -1,0 +1,69 @@
+/* worker/routes.h - the login API of SPEC.md section 4: dispatch by path
+ * and method, the shared request context, and the JSON answers. Each
+ * group of endpoints lives in its own file (routes.c: health, session,
+ * logout; login.c; account.c: registration and password change).
+ */
+#ifndef VERONA_WORKER_ROUTES_H
+#define VERONA_WORKER_ROUTES_H
+
+#include <jansson.h>
+
+#include "address.h"
+#include "auth.h"
+#include "db.h"
+#include "http.h"
+#include "worker.h"
+
+/* Everything one request needs across its asynchronous steps. Heap
+ * allocated by the dispatcher, freed by route_reply(). */
+struct route_ctx {
+    struct worker *w;
+    struct http_request *req;
+    struct db_query query;
+    struct auth_job *job;                 /* owned; only routes that hash */
+    char address[ADDRESS_TEXT_MAX];
+    char username[AUTH_USERNAME_MAX + 1];
+    char token[AUTH_TOKEN_CHARS + 1];
+    unsigned char token_hash[AUTH_TOKEN_HASH_BYTES];
+    char user_id[24];
+    char numbers[6][16];                  /* integer query parameters */
+    char result[16];                      /* audit result text */
+    int step;
+    int flag;
+};
+
+/* The http_server handler. */
+void routes_dispatch(struct http_server *server, struct http_request *req);
+
+/* Answers with a JSON body (or none) and frees ctx. */
+void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body);
+
+/* Answers {"error": code, "message": message} and frees ctx. */
+void route_error(struct route_ctx *ctx, int status, const char *code, const char *message,
+                 const char *headers);
+
+/* 503 unavailable with Retry-After: 1. */
+void route_unavailable(struct route_ctx *ctx);
+
+/* 429 too_many_attempts with Retry-After. */
+void route_throttled(struct route_ctx *ctx, int wait_s);
+
+/* The request's JSON object, or NULL after answering 415/400. With
+ * `optional`, an empty body gives an empty object. */
+json_t *route_json_body(struct route_ctx *ctx, int optional);
+
+/* A string member: 0 and *out, or -1 after answering 400. */
+int route_json_string(struct route_ctx *ctx, json_t *obj, const char *name, const char **out);
+
+/* The bearer token into ctx->token / token_hash: 0, or -1 after 401. */
+int route_bearer(struct route_ctx *ctx);
+
+/* Throttle parameters $3..$8 of the login_begin-shaped statements. */
+void route_throttle_params(struct route_ctx *ctx, struct db_query *q, int first);
+
+/* Handlers in login.c and account.c. */
+void login_handle(struct route_ctx *ctx);
+void account_register(struct route_ctx *ctx);
+void account_password(struct route_ctx *ctx);
+
+#endif
