@@ -84,8 +84,8 @@ check: deps
 	sh tests/run.sh
 
 lint:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --suppress=missingIncludeSystem --inline-suppr -D_GNU_SOURCE \
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+	  --suppress=missingIncludeSystem --suppress=variableScope --inline-suppr -D_GNU_SOURCE -I/usr/include/postgresql \
 	  proto worker supervisor tests
 
 bench:

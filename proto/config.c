@@ -412,11 +412,8 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
         if (getcwd(base_dir, sizeof(base_dir)) == NULL)
             strcpy(base_dir, ".");
     } else {
-        size_t len = (size_t)(slash - path);
-        if (len >= sizeof(base_dir))
-            len = sizeof(base_dir) - 1;
-        memcpy(base_dir, path, len == 0 ? 1 : len);
-        base_dir[len == 0 ? 1 : len] = '\0';
+        int len = slash == path ? 1 : (int)(slash - path); /* "/x.conf" lives in "/" */
+        snprintf(base_dir, sizeof(base_dir), "%.*s", len, path);
     }
     f = fopen(path, "r");
     if (f == NULL)

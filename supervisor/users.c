@@ -97,7 +97,6 @@ static int users_run(PGconn *pg, const char *action, const char *name, const cha
 
 int users_main(int argc, char **argv)
 {
-    static char password[PASSWORD_MAX_BYTES + 2];
     char hash[crypto_pwhash_STRBYTES] = "";
     const char *config_path = NULL, *action, *name;
     struct config cfg;
@@ -135,6 +134,8 @@ int users_main(int argc, char **argv)
     if (cli_config_load(&cfg, config_path) != CLI_OK)
         return CLI_USAGE;
     if (strcmp(action, "add") == 0 || strcmp(action, "passwd") == 0) {
+        static char password[PASSWORD_MAX_BYTES + 2];
+
         if (users_read_password(password, sizeof(password)) != 0)
             return CLI_USAGE;
         if (password_utf8_length(password, strlen(password)) < 0) {

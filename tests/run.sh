@@ -11,6 +11,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
 make -s BUILD=asan -j"$jobs" tests
 
+echo "== cppcheck"
+make -s lint
+
 tmp=$(mktemp -d /tmp/verona-check.XXXXXX)
 chmod 755 "$tmp"
 pgdir="$tmp/pg"

@@ -113,6 +113,12 @@ void account_register(struct route_ctx *ctx)
                     "the password is too short, too long or contains the username", NULL);
         return;
     }
+    if (auth_queue_full(&ctx->w->auth)) {
+        /* Overloaded: refuse before any database work, never queue without bound. */
+        json_decref(body);
+        route_unavailable(ctx);
+        return;
+    }
     if (account_job_new(ctx) != 0) {
         json_decref(body);
         return;
@@ -239,6 +245,12 @@ void account_password(struct route_ctx *ctx)
     if (password_weak_quick(&ctx->w->cfg, new_password, NULL)) {
         json_decref(body);
         route_error(ctx, 400, "weak_password", "the new password is too short or too long", NULL);
+        return;
+    }
+    if (auth_queue_full(&ctx->w->auth)) {
+        /* Overloaded: refuse before any database work, never queue without bound. */
+        json_decref(body);
+        route_unavailable(ctx);
         return;
     }
     if (account_job_new(ctx) != 0) {

@@ -68,11 +68,16 @@ static void auth_job_done(uv_work_t *w, int status)
     job->cb(job);
 }
 
+int auth_queue_full(const struct auth *auth)
+{
+    return auth->queued >= auth->cfg->hash_queue_max;
+}
+
 int auth_job_submit(struct auth *auth, struct auth_job *job)
 {
     int rc;
 
-    if (auth->queued >= auth->cfg->hash_queue_max)
+    if (auth_queue_full(auth))
         return -EBUSY;
     job->auth = auth;
     job->verified = 0;

@@ -50,6 +50,9 @@ struct auth_job {
 /* Computes the dummy hash with the configured parameters. 0 or -1. */
 int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg);
 
+/* 1 when hash_queue_max jobs are queued: a new one would be refused. */
+int auth_queue_full(const struct auth *auth);
+
 /* Queues a job; -EBUSY when hash_queue_max jobs are already queued. */
 int auth_job_submit(struct auth *auth, struct auth_job *job);
 

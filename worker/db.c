@@ -121,13 +121,14 @@ static void db_conn_unwatch(struct db_conn *c)
 static int db_conn_watch(struct db_conn *c, int events)
 {
     int fd = PQsocket(c->pg);
-    int rc;
 
     if (fd < 0)
         return -EBADF;
     if (c->poll != NULL && fd != c->fd)
         db_conn_unwatch(c);
     if (c->poll == NULL) {
+        int rc;
+
         c->poll = malloc(sizeof(*c->poll));
         if (c->poll == NULL)
             return -ENOMEM;

@@ -137,6 +137,12 @@ void login_handle(struct route_ctx *ctx)
                     "username must have 1-64 bytes and password 1-1024 characters", NULL);
         return;
     }
+    if (auth_queue_full(&ctx->w->auth)) {
+        /* Overloaded: refuse before any database work, never queue without bound. */
+        json_decref(body);
+        route_unavailable(ctx);
+        return;
+    }
     ctx->job = calloc(1, sizeof(*ctx->job));
     if (ctx->job == NULL) {
         json_decref(body);

@@ -8,6 +8,8 @@ Suite *api_suite(void);
 Suite *http_suite(void);
 Suite *security_suite(void);
 Suite *resilience_suite(void);
+Suite *sessions_suite(void);
+Suite *cli_suite(void);
 
 int main(void)
 {
@@ -16,6 +18,8 @@ int main(void)
 
     srunner_add_suite(sr, http_suite());
     srunner_add_suite(sr, security_suite());
+    srunner_add_suite(sr, sessions_suite());
+    srunner_add_suite(sr, cli_suite());
     srunner_add_suite(sr, resilience_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -1,0 +1,194 @@
+/* tests/integration/test_sessions.c - session lifetime (SPEC.md section
+ * 4): idle and absolute expiry, last use written at most once a minute,
+ * the periodic sweep; and the hash queue's bound (503, never unbounded). */
+#include <check.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/harness.h"
+
+#define GOOD_PASSWORD "correct horse battery staple"
+
+static struct harness_worker worker;
+static struct harness_response *r;
+
+static void sessions_setup(void)
+{
+    ck_assert_int_eq(harness_worker_start(&worker, NULL, 1), 0);
+}
+
+static void sessions_teardown(void)
+{
+    harness_worker_stop(&worker);
+}
+
+static void response_setup(void)
+{
+    r = calloc(1, sizeof(*r));
+    ck_assert_ptr_nonnull(r);
+}
+
+static void response_teardown(void)
+{
+    free(r);
+}
+
+/* A fresh user and session; the user's name goes to name[64]. */
+static void new_session(char *name, char *token, char *header)
+{
+    harness_username(name, 64, "sess");
+    harness_register(worker.port, name, GOOD_PASSWORD);
+    ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, token, NULL), 200);
+    snprintf(header, 80, "Authorization: Bearer %s\r\n", token);
+}
+
+static void sql_for_user(const char *name, const char *set)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "UPDATE sessions SET %s WHERE user_id = (SELECT id FROM users WHERE username = '%s')", set,
+             name);
+    harness_sql(sql);
+}
+
+START_TEST(idle_expiry)
+{
+    char name[64], token[44], header[80];
+
+    new_session(name, token, header);
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 200);
+    sql_for_user(name, "last_used = now() - interval '1801 seconds'");
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 401);
+}
+END_TEST
+
+START_TEST(absolute_expiry)
+{
+    char name[64], token[44], header[80];
+
+    new_session(name, token, header);
+    sql_for_user(name, "expires_abs = now() - interval '1 second'");
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 401);
+}
+END_TEST
+
+START_TEST(last_use_written_at_most_once_a_minute)
+{
+    char name[64], token[44], header[80], sql[256], *before, *after;
+
+    new_session(name, token, header);
+    snprintf(sql, sizeof(sql),
+             "SELECT last_used FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = '%s')",
+             name);
+    before = harness_sql_value(sql);
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 200);
+    after = harness_sql_value(sql);
+    ck_assert_str_eq(before, after); /* used seconds ago: no write */
+    free(before);
+    free(after);
+
+    sql_for_user(name, "last_used = now() - interval '90 seconds'");
+    before = harness_sql_value(sql);
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 200);
+    after = harness_sql_value(sql);
+    ck_assert_str_ne(before, after); /* over a minute old: written */
+    free(before);
+    free(after);
+}
+END_TEST
+
+START_TEST(sweep_removes_expired_rows)
+{
+    char name[64], token[44], header[80], sql[256], *count;
+    long long deadline;
+
+    new_session(name, token, header);
+    sql_for_user(name, "expires_abs = now() - interval '1 second'");
+    harness_sql("INSERT INTO login_audit (username, address, result, at) "
+                "VALUES ('ancient', '192.0.2.1', 'bad_password', now() - interval '91 days')");
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = '%s')"
+             " OR 0 < (SELECT count(*) FROM login_audit WHERE username = 'ancient')",
+             name);
+    /* A fresh worker sweeps a second after start, then every minute. */
+    {
+        struct harness_worker sweeper;
+        ck_assert_int_eq(harness_worker_start(&sweeper, NULL, 1), 0);
+        deadline = harness_now_ms() + 20000;
+        for (;;) {
+            count = harness_sql_value(sql);
+            if (strcmp(count, "0") == 0 || harness_now_ms() > deadline)
+                break;
+            free(count);
+            poll(NULL, 0, 100);
+        }
+        harness_worker_stop(&sweeper);
+    }
+    ck_assert_str_eq(count, "0");
+    free(count);
+}
+END_TEST
+
+START_TEST(full_hash_queue_answers_503)
+{
+    enum { CLIENTS = 12 };
+    struct harness_worker small;
+    int fds[CLIENTS], unavailable = 0, answered = 0;
+    char name[64], request[512], json[160];
+
+    ck_assert_int_eq(harness_worker_start(&small,
+                                          "hash_threads = 1\nhash_queue_max = 2\n"
+                                          "argon2_memlimit_kib = 19456\nargon2_opslimit = 3",
+                                          1),
+                     0);
+    harness_username(name, sizeof(name), "busy");
+    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"whatever it is\"}", name);
+    snprintf(request, sizeof(request),
+             "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\nX-Forwarded-For: 198.51.100.%d\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             getpid() % 250, strlen(json), json);
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = harness_connect(small.port);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(harness_send(fds[i], request, strlen(request)), 0);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        char retry[8];
+        ck_assert_int_eq(harness_read_response(fds[i], r, 30000), 0);
+        answered++;
+        if (r->status == 503) {
+            unavailable++;
+            ck_assert_int_eq(harness_header(r, "Retry-After", retry, sizeof(retry)), 0);
+            ck_assert_str_eq(retry, "1");
+        } else {
+            ck_assert_int_eq(r->status, 401);
+        }
+        close(fds[i]);
+    }
+    harness_worker_stop(&small);
+    ck_assert_int_eq(answered, CLIENTS);
+    ck_assert_int_gt(unavailable, 0);
+    ck_assert_int_lt(unavailable, CLIENTS);
+}
+END_TEST
+
+Suite *sessions_suite(void)
+{
+    Suite *s = suite_create("sessions");
+    TCase *tc = tcase_create("lifetime");
+
+    tcase_add_unchecked_fixture(tc, sessions_setup, sessions_teardown);
+    tcase_add_checked_fixture(tc, response_setup, response_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, idle_expiry);
+    tcase_add_test(tc, absolute_expiry);
+    tcase_add_test(tc, last_use_written_at_most_once_a_minute);
+    tcase_add_test(tc, sweep_removes_expired_rows);
+    tcase_add_test(tc, full_hash_queue_answers_503);
+    suite_add_tcase(s, tc);
+    return s;
+}
