@@ -136,6 +136,9 @@ int harness_worker_stop(struct harness_worker *w)
         pid_t r = waitpid(w->pid, &status, WNOHANG);
         if (r == w->pid) {
             w->pid = 0;
+            /* A clean drain exits 0; a sanitizer report or leak does not. */
+            ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                          "worker exited with status %d (see %s)", status, w->log_path);
             return status;
         }
         harness_pause_ms(10);
