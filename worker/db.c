@@ -84,7 +84,7 @@ static void db_conn_set_state(struct db_conn *c, enum db_conn_state next)
                        db_conn_state_names[c->state], "to", db_conn_state_names[next]));
     c->state = next;
     db->up += is_up - was_up;
-    if (pool_was_up != (db->up > 0)) {
+    if (pool_was_up != (db->up > 0) && !db->closing) {
         log_emit(db->up > 0 ? LOG_INFO : LOG_WARN, db->up > 0 ? "db_up" : "db_down", NULL);
         if (db->on_state != NULL)
             db->on_state(db->on_state_arg, db->up > 0);
@@ -152,7 +152,7 @@ static void db_conn_lost(struct db_conn *c, const char *why)
     struct db *db = c->db;
     struct db_query *q = c->query;
 
-    if (c->state != DB_CONN_CONNECTING || c->backoff_ms <= DB_BACKOFF_MIN_MS)
+    if (!db->closing && (c->state != DB_CONN_CONNECTING || c->backoff_ms <= DB_BACKOFF_MIN_MS))
         log_emit(LOG_WARN, "db_connection_lost",
                  json_pack("{s:i, s:s}", "connection", (int)(c - db->conns), "error", why));
     db_conn_unwatch(c);
