@@ -24,7 +24,7 @@ CFLAGS := $(CFLAGS_COMMON) $(CFLAGS_BUILD) $(CFLAGS)
 LIBS := $(PKG_LIBS) -lhttp_parser -lzxcvbn -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-PROTO_SRC := proto/config.c proto/log.c proto/password.c
+PROTO_SRC := proto/config.c proto/control.c proto/log.c proto/password.c
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/db.c worker/http.c \
               worker/login.c worker/routes.c
 SUPERVISOR_SRC := supervisor/migrate.c supervisor/users.c
@@ -39,7 +39,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 INTEGRATION_SRC := $(wildcard tests/integration/*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
-.PHONY: all deps run check bench clean tests lint
+.PHONY: all deps run check bench clean tests lint fuzz
 .DELETE_ON_ERROR:
 
 all: deps $(BIN)/verona $(BIN)/verona-worker
@@ -88,8 +88,34 @@ lint:
 	  --suppress=missingIncludeSystem --suppress=variableScope --inline-suppr -D_GNU_SOURCE -I/usr/include/postgresql \
 	  proto worker supervisor tests
 
+# libFuzzer on the control protocol decoder; FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 20
+build/fuzz/fuzz_control: tests/fuzz/fuzz_control.c proto/control.c proto/log.c proto/control.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ tests/fuzz/fuzz_control.c proto/control.c proto/log.c -ljansson
+
+fuzz: build/fuzz/fuzz_control
+	@mkdir -p build/fuzz/corpus
+	@build/fuzz/fuzz_control -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+	  build/fuzz/corpus tests/fuzz/seeds > build/fuzz/fuzz.log 2>&1; rc=$$?; \
+	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/fuzz.log; exit $$rc
+
 bench:
-	@echo "make bench: the benchmarks of SPEC.md section 7 are not written yet (issue 8)."
+	@echo "make # libFuzzer on the control protocol decoder; FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 20
+build/fuzz/fuzz_control: tests/fuzz/fuzz_control.c proto/control.c proto/log.c proto/control.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ tests/fuzz/fuzz_control.c proto/control.c proto/log.c -ljansson
+
+fuzz: build/fuzz/fuzz_control
+	@mkdir -p build/fuzz/corpus
+	@build/fuzz/fuzz_control -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+	  build/fuzz/corpus tests/fuzz/seeds > build/fuzz/fuzz.log 2>&1; rc=$$?; \
+	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/fuzz.log; exit $$rc
+
+bench: the benchmarks of SPEC.md section 7 are not written yet (issue 8)."
 
 clean:
 	rm -rf build

@@ -53,5 +53,8 @@ build/asan/bin/verona config-example | diff -u deploy/verona.conf -
 echo "== unit tests"
 build/asan/tests/unit
 
+echo "== fuzz the control protocol decoder (${FUZZ_SECONDS:-30} s)"
+make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
 echo "== integration tests"
 VERONA_PG_FSYNC=off build/asan/tests/integration
