@@ -7,7 +7,8 @@ BIN := $(OUT)/bin
 
 CC ?= cc
 PKGS := libuv libpq libsodium jansson inih
-CPPFLAGS += -D_GNU_SOURCE -MMD -MP
+BUILD_ID ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+CPPFLAGS += -D_GNU_SOURCE -MMD -MP -DVERONA_BUILD_ID='"$(BUILD_ID)"'
 CFLAGS_COMMON := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -g
 ifeq ($(BUILD),asan)
   CFLAGS_BUILD := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -25,8 +26,8 @@ LIBS := $(PKG_LIBS) -lhttp_parser -lzxcvbn -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 PROTO_SRC := proto/config.c proto/control.c proto/log.c proto/password.c
-WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/db.c worker/http.c \
-              worker/login.c worker/routes.c
+WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
+              worker/http.c worker/login.c worker/routes.c
 SUPERVISOR_SRC := supervisor/migrate.c supervisor/users.c
 GEN_MIGRATIONS := $(OUT)/gen/migrations.c
 

@@ -157,6 +157,8 @@ static void http_request_reset(struct http_request *req)
     req->body_len = 0;
     req->keep_alive = 0;
     req->route_data = NULL;
+    req->route = ROUTE_OTHER;
+    req->start_ns = uv_hrtime();
 }
 
 /* Appends parser data to the request's text area; 0 or -1 when full. */
@@ -412,6 +414,12 @@ void http_respond(struct http_request *req, int status, const char *headers, con
     }
     server->stats.requests_in_flight--;
     server->stats.requests++;
+    if (server->counters != NULL) {
+        uint64_t us = (uv_hrtime() - req->start_ns) / 1000;
+        server->counters->requests[req->route][control_status_index(status)]++;
+        server->counters->latency[req->route][control_latency_bucket(us)]++;
+        server->counters->latency_sum_us[req->route] += us;
+    }
     if (req->body != NULL)
         sodium_memzero(req->body, req->body_len);
     if (c->state == HTTP_CONN_HANDLING) {
@@ -698,9 +706,12 @@ void http_server_drain(struct http_server *server)
     uv_close((uv_handle_t *)&server->listener, http_server_on_listener_close);
     for (c = server->conns; c != NULL; c = next) {
         next = c->next;
+        /* Closing an idle keep-alive connection races with a request the
+         * client may be sending on it right now, which it would see fail.
+         * Give each a short grace instead: a busy client's next request is
+         * answered with Connection: close, a quiet one is closed. */
+        c->close_after_write = 1;
         if (c->state == HTTP_CONN_IDLE && c->in_len == 0)
-            http_conn_close(c);
-        else
-            c->close_after_write = 1;
+            http_conn_arm_timer(c, HTTP_DRAIN_IDLE_MS);
     }
 }

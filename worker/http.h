@@ -11,11 +11,14 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "../proto/control.h"
+
 #define HTTP_HEADERS_MAX_BYTES 8192
 #define HTTP_HEADERS_MAX_COUNT 100
 #define HTTP_BODY_MAX_BYTES 16384
 #define HTTP_HEADER_TIMEOUT_MS 10000
 #define HTTP_IDLE_TIMEOUT_MS 60000
+#define HTTP_DRAIN_IDLE_MS 1000     /* while draining, an idle connection closes after this */
 
 struct http_conn;
 struct http_server;
@@ -40,6 +43,8 @@ struct http_request {
     int keep_alive;
     struct sockaddr_storage peer;
     void *route_data;            /* the handler's, for the request's lifetime */
+    enum control_route route;    /* set by the handler, for the counters */
+    uint64_t start_ns;           /* first byte of the request (uv_hrtime) */
 };
 
 /* Called once a request has been read whole; must lead to exactly one
@@ -64,6 +69,7 @@ struct http_server {
     void *data;                  /* the handler's context */
     struct http_conn *conns;     /* open connections (intrusive list) */
     struct http_stats stats;
+    struct control_counters *counters; /* requests by route and status, latency (may be NULL) */
     void (*on_drained)(struct http_server *server); /* last connection gone while draining */
 };
 

@@ -13,10 +13,16 @@
 
 #include "../proto/log.h"
 #include "../sql/migrations.h"
+#include "control.h"
 #include "routes.h"
 #include "worker.h"
 
 #define WORKER_SWEEP_INTERVAL_MS 60000
+
+#ifndef VERONA_BUILD_ID
+#define VERONA_BUILD_ID "dev"
+#endif
+const char *const worker_build_id = VERONA_BUILD_ID;
 
 static void worker_usage(FILE *out)
 {
@@ -47,8 +53,10 @@ static void worker_on_schema_version(void *arg, PGresult *res)
         log_emit(LOG_ERROR, "schema_too_old",
                  json_pack("{s:i, s:i, s:s}", "database", version, "required", migrations_latest,
                            "hint", "run `verona migrate`"));
-    else
+    else {
         log_emit(LOG_INFO, "ready", json_pack("{s:i}", "schema_version", version));
+        worker_control_ready(w);
+    }
 }
 
 static void worker_check_schema(struct worker *w)
@@ -116,10 +124,13 @@ static void worker_finish(struct worker *w)
 {
     uv_timer_stop(&w->sweep_timer);
     uv_close((uv_handle_t *)&w->sweep_timer, worker_on_handle_closed);
+    uv_timer_stop(&w->drain_timer);
+    uv_close((uv_handle_t *)&w->drain_timer, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_int, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, worker_on_handle_closed);
     db_close(&w->db);
+    worker_control_close(w, "drained");
 }
 
 static void worker_on_drained(struct http_server *server)
@@ -130,12 +141,26 @@ static void worker_on_drained(struct http_server *server)
     worker_finish(w);
 }
 
-static void worker_stop(struct worker *w, const char *why)
+static void worker_on_drain_timeout(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    log_emit(LOG_WARN, "drain_timeout",
+             json_pack("{s:i, s:i}", "connections", w->http.stats.connections_open, "in_flight",
+                       w->http.stats.requests_in_flight));
+    exit(1);
+}
+
+void worker_stop(struct worker *w, const char *why)
 {
     if (w->stopping)
         return;
     w->stopping = 1;
     log_emit(LOG_INFO, "draining", json_pack("{s:s}", "reason", why));
+    if (!w->configured) {
+        exit(0);
+    }
+    uv_timer_start(&w->drain_timer, worker_on_drain_timeout, (uint64_t)w->cfg.drain_timeout_ms, 0);
     http_server_drain(&w->http);
 }
 
@@ -150,13 +175,68 @@ static void worker_on_signal(uv_signal_t *s, int signum)
     worker_stop(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Test-only: VERONA_TEST_LEAK_KB makes every request leak that much
+ * memory (touched, so it counts in RSS). The fault tests use it to prove
+ * memory recycling on a real leak; nothing else sets it. */
+static long worker_test_leak_kb;
+
+static void worker_dispatch(struct http_server *server, struct http_request *req)
+{
+    if (worker_test_leak_kb > 0) {
+        char *leak = malloc((size_t)worker_test_leak_kb * 1024);
+        if (leak != NULL)
+            memset(leak, 0x5a, (size_t)worker_test_leak_kb * 1024);
+        // cppcheck-suppress memleak ; the leak is the point of this switch
+    }
+    routes_dispatch(server, req);
+}
+
+int worker_setup(struct worker *w, int listen_fd)
+{
+    char err[CONFIG_ERROR_MAX];
+    char threads[16];
+    int rc;
+
+    if (w->cfg.database_url[0] == '\0') {
+        log_emit(LOG_ERROR, "no_database", json_pack("{s:s}", "hint", "set database_url or VERONA_DATABASE_URL"));
+        return 2;
+    }
+    /* Argon2 runs on libuv's pool: size it before the first job. */
+    snprintf(threads, sizeof(threads), "%d", w->cfg.hash_threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    if (auth_init(&w->auth, w->loop, &w->cfg) != 0) {
+        log_emit(LOG_ERROR, "bad_settings", json_pack("{s:s}", "error", "cannot compute the dummy hash (argon2_memlimit_kib too high?)"));
+        return 2;
+    }
+    rc = http_server_init(&w->http, w->loop, w->cfg.listen, listen_fd,
+                          worker_test_leak_kb > 0 ? worker_dispatch : routes_dispatch, w, err, sizeof(err));
+    if (rc != 0) {
+        log_emit(LOG_ERROR, "listen_failed", json_pack("{s:s}", "error", err));
+        return 1;
+    }
+    w->http.on_drained = worker_on_drained;
+    w->http.counters = &w->counters;
+    if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, worker_on_db_state, w) != 0) {
+        log_emit(LOG_ERROR, "out_of_memory", NULL);
+        return 1;
+    }
+    uv_timer_init(w->loop, &w->sweep_timer);
+    w->sweep_timer.data = w;
+    uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
+    w->configured = 1;
+    log_emit(LOG_INFO, "worker_started",
+             json_pack("{s:s, s:s, s:i, s:i, s:b}", "build_id", worker_build_id, "listen", w->cfg.listen,
+                       "db_pool_size", w->cfg.db_pool_size, "hash_threads", w->cfg.hash_threads,
+                       "supervised", w->supervised));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct worker worker;
     struct worker *w = &worker;
-    const char *config_path = NULL;
+    const char *config_path = NULL, *control_fd = getenv("VERONA_CONTROL_FD");
     char err[CONFIG_ERROR_MAX];
-    char threads[16];
     int opt, rc;
 
     while ((opt = getopt(argc, argv, "c:h")) != -1) {
@@ -178,48 +258,18 @@ int main(int argc, char **argv)
     }
     if (getenv("VERONA_LOG_LEVEL") != NULL && strcmp(getenv("VERONA_LOG_LEVEL"), "debug") == 0)
         log_set_level(LOG_DEBUG);
+    if (getenv("VERONA_TEST_LEAK_KB") != NULL)
+        worker_test_leak_kb = strtol(getenv("VERONA_TEST_LEAK_KB"), NULL, 10);
     signal(SIGPIPE, SIG_IGN);
     if (sodium_init() < 0) {
         fprintf(stderr, "verona-worker: libsodium failed to initialise\n");
         return 1;
     }
     auth_json_secure_alloc();
-
-    config_defaults(&w->cfg);
-    if (config_path != NULL && config_load_file(&w->cfg, config_path, err, sizeof(err)) != 0) {
-        fprintf(stderr, "verona-worker: %s\n", err);
-        return 2;
-    }
-    if (config_finish(&w->cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "verona-worker: %s: %s\n", config_path != NULL ? config_path : "defaults", err);
-        return 2;
-    }
-    if (w->cfg.database_url[0] == '\0') {
-        fprintf(stderr, "verona-worker: no database: set database_url or VERONA_DATABASE_URL\n");
-        return 2;
-    }
-    /* Argon2 runs on libuv's pool: size it before the first job. */
-    snprintf(threads, sizeof(threads), "%d", w->cfg.hash_threads);
-    setenv("UV_THREADPOOL_SIZE", threads, 1);
-
     w->loop = uv_default_loop();
-    if (auth_init(&w->auth, w->loop, &w->cfg) != 0) {
-        fprintf(stderr, "verona-worker: cannot compute the dummy hash (argon2_memlimit_kib too high?)\n");
-        return 2;
-    }
-    rc = http_server_init(&w->http, w->loop, w->cfg.listen, -1, routes_dispatch, w, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "verona-worker: %s\n", err);
-        return 1;
-    }
-    w->http.on_drained = worker_on_drained;
-    if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, worker_on_db_state, w) != 0) {
-        fprintf(stderr, "verona-worker: out of memory\n");
-        return 1;
-    }
-    uv_timer_init(w->loop, &w->sweep_timer);
-    w->sweep_timer.data = w;
-    uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
+    uv_timer_init(w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    uv_unref((uv_handle_t *)&w->drain_timer);
     uv_signal_init(w->loop, &w->sig_term);
     uv_signal_init(w->loop, &w->sig_int);
     uv_signal_init(w->loop, &w->sig_quit);
@@ -228,16 +278,40 @@ int main(int argc, char **argv)
     uv_signal_start(&w->sig_int, worker_on_signal, SIGINT);
     uv_signal_start(&w->sig_quit, worker_on_signal, SIGQUIT);
 
-    rc = http_server_start(&w->http);
-    if (rc != 0) {
-        fprintf(stderr, "verona-worker: cannot accept on %s: %s\n", w->cfg.listen, uv_strerror(rc));
-        return 1;
+    if (control_fd != NULL) {
+        /* Supervised: settings come over the control socket, never a file. */
+        if (config_path != NULL) {
+            fprintf(stderr, "verona-worker: -c is for running alone; under the supervisor settings come from it\n");
+            return 2;
+        }
+        rc = worker_control_start(w, atoi(control_fd));
+        if (rc != 0) {
+            fprintf(stderr, "verona-worker: control socket %s: %s\n", control_fd, uv_strerror(rc));
+            return 1;
+        }
+    } else {
+        config_defaults(&w->cfg);
+        if (config_path != NULL && config_load_file(&w->cfg, config_path, err, sizeof(err)) != 0) {
+            fprintf(stderr, "verona-worker: %s\n", err);
+            return 2;
+        }
+        if (config_finish(&w->cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "verona-worker: %s: %s\n", config_path != NULL ? config_path : "defaults", err);
+            return 2;
+        }
+        rc = worker_setup(w, -1);
+        if (rc != 0)
+            return rc;
+        rc = http_server_start(&w->http);
+        if (rc != 0) {
+            fprintf(stderr, "verona-worker: cannot accept on %s: %s\n", w->cfg.listen, uv_strerror(rc));
+            return 1;
+        }
     }
-    log_emit(LOG_INFO, "worker_started",
-             json_pack("{s:s, s:i, s:i}", "listen", w->cfg.listen, "db_pool_size", w->cfg.db_pool_size,
-                       "hash_threads", w->cfg.hash_threads));
     uv_run(w->loop, UV_RUN_DEFAULT);
-    db_free(&w->db);
+    if (w->configured)
+        db_free(&w->db);
+    free(w->control_in);
     uv_loop_close(w->loop);
     log_emit(LOG_INFO, "worker_exit", NULL);
     return 0;

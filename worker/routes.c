@@ -22,20 +22,29 @@ static const struct route {
     enum http_method method;
     const char *allow;
     route_handler handler;
+    enum control_route id;
 } routes[] = {
-    { "/v1/users", HTTP_POST, "POST", account_register },
-    { "/v1/login", HTTP_POST, "POST", login_handle },
-    { "/v1/session", HTTP_GET, "GET", route_session },
-    { "/v1/logout", HTTP_POST, "POST", route_logout },
-    { "/v1/password", HTTP_POST, "POST", account_password },
-    { "/healthz", HTTP_GET, "GET", route_healthz },
-    { "/readyz", HTTP_GET, "GET", route_readyz },
+    { "/v1/users", HTTP_POST, "POST", account_register, ROUTE_USERS },
+    { "/v1/login", HTTP_POST, "POST", login_handle, ROUTE_LOGIN },
+    { "/v1/session", HTTP_GET, "GET", route_session, ROUTE_SESSION },
+    { "/v1/logout", HTTP_POST, "POST", route_logout, ROUTE_LOGOUT },
+    { "/v1/password", HTTP_POST, "POST", account_password, ROUTE_PASSWORD },
+    { "/healthz", HTTP_GET, "GET", route_healthz, ROUTE_HEALTHZ },
+    { "/readyz", HTTP_GET, "GET", route_readyz, ROUTE_READYZ },
 };
 
 void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body)
 {
     char *text = NULL;
 
+    if (ctx->req->route == ROUTE_LOGIN) {
+        enum control_login_result result = status == 200   ? LOGIN_SUCCESS
+                                           : status == 401 ? LOGIN_INVALID_CREDENTIALS
+                                           : status == 429 ? LOGIN_THROTTLED
+                                           : status == 503 ? LOGIN_UNAVAILABLE
+                                                           : LOGIN_INVALID_REQUEST;
+        ctx->w->counters.logins[result]++;
+    }
     if (body != NULL) {
         text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(body);
@@ -278,6 +287,7 @@ void routes_dispatch(struct http_server *server, struct http_request *req)
         route_error(ctx, 404, "not_found", "no such endpoint", NULL);
         return;
     }
+    req->route = match->id;
     if (req->method != match->method) {
         char allow[32];
         snprintf(allow, sizeof(allow), "Allow: %s\r\n", match->allow);

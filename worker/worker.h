@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "../proto/config.h"
+#include "../proto/control.h"
 #include "auth.h"
 #include "db.h"
 #include "http.h"
@@ -26,7 +27,29 @@ struct worker {
     int sweep_busy;
     int schema_ok;        /* the database has every migration this build needs */
     int stopping;
+    int configured;       /* settings applied, modules initialised */
+
+    /* Supervised mode (VERONA_CONTROL_FD); see worker/control.c. */
+    int supervised;
+    uv_pipe_t control;
+    char *control_in;     /* owned: bytes received, not yet decoded */
+    size_t control_len;
+    int control_open;
+    int ready_sent;
+    uv_timer_t drain_timer;
+    struct control_counters counters;
 };
+
+/* Applies the settings: hashing, database pool, HTTP server (on the
+ * inherited `listen_fd`, or binding `listen` when -1), timers, signals.
+ * Returns 0, or an exit code (1 run time, 2 settings) after logging. */
+int worker_setup(struct worker *w, int listen_fd);
+
+/* Starts a graceful stop: no new connections, finish, exit. */
+void worker_stop(struct worker *w, const char *why);
+
+/* The build id reported in hello (and logs). */
+extern const char *const worker_build_id;
 
 /* 1 when requests that need PostgreSQL can be served. */
 int worker_db_ready(const struct worker *w);

@@ -1,0 +1,22 @@
+/* worker/control.h - the worker's end of the control protocol
+ * (proto/control.h): hello, settings, ready, accept, ping/pong, drain,
+ * goodbye, over the inherited socket on fd 4. A closed control socket
+ * means the supervisor is gone: the worker drains and exits.
+ */
+#ifndef VERONA_WORKER_CONTROL_H
+#define VERONA_WORKER_CONTROL_H
+
+#include "../proto/control.h"
+
+struct worker;
+
+/* Opens `fd` on the worker's loop and says hello. 0 or a negative errno. */
+int worker_control_start(struct worker *w, int fd);
+
+/* Tells the supervisor the worker is ready (once). */
+void worker_control_ready(struct worker *w);
+
+/* Says goodbye and closes the control socket (its handle closes async). */
+void worker_control_close(struct worker *w, const char *reason);
+
+#endif
