@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,41 +132,52 @@ static int config_parse_long(const char *text, long min, long max, long *out)
     return 0;
 }
 
-/* host:port or [v6]:port; the host must be a numeric address. */
-static int config_address_valid(const char *text)
+/* Splits host:port or [v6]:port; the host must be a numeric address. */
+int config_address_parse(const char *text, void *out)
 {
+    struct sockaddr_storage *ss = out;
     char host[64];
     const char *colon;
-    struct in6_addr a6;
-    struct in_addr a4;
-    long port;
     size_t hostlen;
+    long port;
+    int bracketed = text[0] == '[';
 
-    if (text[0] == '[') {
+    memset(ss, 0, sizeof(*ss));
+    if (bracketed) {
         const char *close = strchr(text, ']');
         if (close == NULL || close[1] != ':')
-            return 0;
+            return -1;
         hostlen = (size_t)(close - text - 1);
-        if (hostlen == 0 || hostlen >= sizeof(host))
-            return 0;
-        memcpy(host, text + 1, hostlen);
-        host[hostlen] = '\0';
-        if (inet_pton(AF_INET6, host, &a6) != 1)
-            return 0;
         colon = close + 1;
+        text++;
     } else {
         colon = strrchr(text, ':');
         if (colon == NULL)
-            return 0;
+            return -1;
         hostlen = (size_t)(colon - text);
-        if (hostlen == 0 || hostlen >= sizeof(host))
-            return 0;
-        memcpy(host, text, hostlen);
-        host[hostlen] = '\0';
-        if (inet_pton(AF_INET, host, &a4) != 1)
-            return 0;
     }
-    return config_parse_long(colon + 1, 1, 65535, &port) == 0;
+    if (hostlen == 0 || hostlen >= sizeof(host) || config_parse_long(colon + 1, 1, 65535, &port) != 0)
+        return -1;
+    memcpy(host, text, hostlen);
+    host[hostlen] = '\0';
+    if (!bracketed && inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+        ((struct sockaddr_in *)ss)->sin_family = AF_INET;
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (bracketed && inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    return -1;
+}
+
+static int config_address_valid(const char *text)
+{
+    struct sockaddr_storage ss;
+
+    return config_address_parse(text, &ss) == 0;
 }
 
 int config_cidr_parse(const char *text, struct config_cidr *out)

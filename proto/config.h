@@ -91,6 +91,10 @@ char *config_render(const struct config *cfg);
 /* Writes the documented example file (every key, its default, its help). */
 void config_write_example(FILE *out);
 
+/* Fills a sockaddr_in or sockaddr_in6 from "host:port" / "[v6]:port".
+ * Returns 0 or -1. (`out` is a struct sockaddr_storage.) */
+int config_address_parse(const char *text, void *out);
+
 /* Parses "a.b.c.d/n" or "v6/n" (a bare address is a host route). */
 int config_cidr_parse(const char *text, struct config_cidr *out);
 

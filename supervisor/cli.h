@@ -18,5 +18,7 @@ int cli_config_load(struct config *cfg, const char *path);
 
 int migrate_main(int argc, char **argv);
 int users_main(int argc, char **argv);
+int serve_main(int argc, char **argv);
+int ctl_main(int argc, char **argv);
 
 #endif

@@ -12,6 +12,8 @@ static void cli_usage(FILE *out)
 {
     fprintf(out,
             "usage: verona COMMAND [ARGS]\n"
+            "  serve [-c FILE]                   run the supervisor and its workers (foreground)\n"
+            "  ctl [-s SOCKET|-c FILE] status [--json] | scale N | recycle PID | stop\n"
             "  migrate [-c FILE]                 apply pending sql/ migrations\n"
             "  user add|passwd NAME [-c FILE]    create a user / set a password (read from stdin)\n"
             "  user lock|unlock NAME [-c FILE]   lock (ending every session) or unlock a user\n"
@@ -47,6 +49,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "verona: libsodium failed to initialise\n");
         return CLI_FAILED;
     }
+    if (strcmp(argv[1], "serve") == 0)
+        return serve_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ctl") == 0)
+        return ctl_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "migrate") == 0)
         return migrate_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "user") == 0)

@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <sodium.h>
 
+#include "../proto/config.h"
 #include "../proto/log.h"
 
 #define HTTP_IN_MAX (HTTP_HEADERS_MAX_BYTES + HTTP_BODY_MAX_BYTES + 8192)
@@ -598,42 +599,6 @@ static void http_server_on_connection(uv_stream_t *listener, int status)
     http_conn_read_start(c);
 }
 
-static int http_listen_address(const char *address, struct sockaddr_storage *ss, char *err,
-                               size_t errsize)
-{
-    char host[64];
-    const char *colon;
-    size_t hostlen;
-    int port;
-
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (close == NULL || close[1] != ':')
-            goto bad;
-        hostlen = (size_t)(close - address - 1);
-        colon = close + 1;
-        if (hostlen >= sizeof(host))
-            goto bad;
-        memcpy(host, address + 1, hostlen);
-    } else {
-        colon = strrchr(address, ':');
-        if (colon == NULL)
-            goto bad;
-        hostlen = (size_t)(colon - address);
-        if (hostlen >= sizeof(host))
-            goto bad;
-        memcpy(host, address, hostlen);
-    }
-    host[hostlen] = '\0';
-    port = atoi(colon + 1);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-        return 0;
-bad:
-    snprintf(err, errsize, "listen: '%s' is not HOST:PORT", address);
-    return -EINVAL;
-}
-
 int http_server_init(struct http_server *server, uv_loop_t *loop, const char *address, int fd,
                      http_handler_cb handler, void *data, char *err, size_t errsize)
 {
@@ -661,9 +626,10 @@ int http_server_init(struct http_server *server, uv_loop_t *loop, const char *ad
         }
         return 0;
     }
-    rc = http_listen_address(address, &ss, err, errsize);
-    if (rc != 0)
-        return rc;
+    if (config_address_parse(address, &ss) != 0) {
+        snprintf(err, errsize, "listen: '%.64s' is not HOST:PORT", address);
+        return -EINVAL;
+    }
     rc = uv_tcp_bind(&server->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&server->listener, 1024, NULL);

@@ -1,0 +1,272 @@
+/* supervisor/admin.c - the admin socket (supervisor/admin.h). */
+#include "admin.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../proto/log.h"
+#include "status.h"
+#include "supervisor.h"
+
+struct admin_client {
+    uv_pipe_t pipe;
+    struct admin *admin;
+    char line[ADMIN_REQUEST_MAX + 1];
+    size_t len;
+    int answered;
+};
+
+static char *admin_answer(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static char *admin_answer(int code, const char *fmt, ...)
+{
+    va_list ap;
+    char *text = NULL, *out = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    va_end(ap);
+    if (text == NULL || asprintf(&out, "%d\n%s", code, text) < 0)
+        out = NULL;
+    free(text);
+    return out;
+}
+
+/* A whole decimal number in [min, max], or -1. */
+static long admin_number(const char *text, long min, long max)
+{
+    char *end;
+    long v;
+
+    if (*text == '\0')
+        return -1;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    return v;
+}
+
+char *admin_execute(struct supervisor *sup, const char *line)
+{
+    char verb[32] = "", arg[64] = "", extra[8] = "";
+    int n = sscanf(line, "%31s %63s %7s", verb, arg, extra);
+
+    if (n <= 0)
+        return admin_answer(2, "empty request (status, scale N, recycle PID, stop)\n");
+    if (n == 3)
+        return admin_answer(2, "too many arguments\n");
+    if (strcmp(verb, "status") == 0) {
+        if (n == 1) {
+            char *table = status_table(sup), *out;
+            out = admin_answer(0, "%s", table != NULL ? table : "");
+            free(table);
+            return out;
+        }
+        if (strcmp(arg, "--json") == 0) {
+            json_t *doc = status_json(sup);
+            char *text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER), *out;
+            json_decref(doc);
+            out = admin_answer(0, "%s\n", text != NULL ? text : "{}");
+            if (text != NULL)
+                log_json_free(text);
+            return out;
+        }
+        return admin_answer(2, "status takes only --json\n");
+    }
+    if (sup->state != SUPERVISOR_RUNNING)
+        return admin_answer(1, "stopping: only status is answered\n");
+    if (strcmp(verb, "scale") == 0) {
+        long target = n == 2 ? admin_number(arg, 1, POOL_SLOTS_MAX) : -1;
+        if (target < 0)
+            return admin_answer(2, "scale needs a worker count in 1..%d\n", POOL_SLOTS_MAX);
+        pool_scale(&sup->pool, (int)target);
+        return admin_answer(0, "scaling to %ld workers\n", target);
+    }
+    if (strcmp(verb, "recycle") == 0) {
+        long pid = n == 2 ? admin_number(arg, 1, 0x7fffffff) : -1;
+        if (pid < 0)
+            return admin_answer(2, "recycle needs a worker pid\n");
+        if (pool_recycle(&sup->pool, (int)pid) != 0)
+            return admin_answer(1, "no ready worker with pid %ld\n", pid);
+        return admin_answer(0, "recycling worker %ld\n", pid);
+    }
+    if (strcmp(verb, "stop") == 0 && n == 1) {
+        supervisor_stop(sup, 0, "ctl stop");
+        return admin_answer(0, "stopping\n");
+    }
+    return admin_answer(2, "unknown request '%s' (status, scale N, recycle PID, stop)\n", verb);
+}
+
+static void admin_on_client_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void admin_on_write(uv_write_t *req, int status)
+{
+    struct admin_client *client = req->data;
+
+    (void)status;
+    free(req);
+    uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+}
+
+static void admin_reply(struct admin_client *client, char *answer)
+{
+    uv_write_t *req = malloc(sizeof(*req) + (answer != NULL ? strlen(answer) : 0) + 1);
+    uv_buf_t buf;
+    char *copy;
+
+    client->answered = 1;
+    uv_read_stop((uv_stream_t *)&client->pipe);
+    if (req == NULL || answer == NULL) {
+        free(req);
+        free(answer);
+        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+        return;
+    }
+    copy = (char *)(req + 1);
+    strcpy(copy, answer);
+    free(answer);
+    req->data = client;
+    buf = uv_buf_init(copy, (unsigned)strlen(copy));
+    if (uv_write(req, (uv_stream_t *)&client->pipe, &buf, 1, admin_on_write) != 0) {
+        free(req);
+        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+    }
+}
+
+static void admin_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct admin_client *client = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(client->line + client->len, (unsigned)(ADMIN_REQUEST_MAX - client->len));
+}
+
+static void admin_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct admin_client *client = s->data;
+    char *newline;
+
+    (void)buf;
+    if (client->answered)
+        return;
+    if (nread < 0) {
+        /* EOF without a newline: take what came as the request. */
+        if (nread == UV_EOF && client->len > 0) {
+            client->line[client->len] = '\0';
+            admin_reply(client, admin_execute(client->admin->sup, client->line));
+        } else {
+            uv_read_stop(s);
+            uv_close((uv_handle_t *)s, admin_on_client_close);
+        }
+        return;
+    }
+    client->len += (size_t)nread;
+    client->line[client->len] = '\0';
+    if (memchr(client->line, '\0', client->len) != NULL) {
+        admin_reply(client, admin_answer(2, "request contains a NUL byte\n"));
+        return;
+    }
+    newline = strchr(client->line, '\n');
+    if (newline != NULL) {
+        *newline = '\0';
+        log_emit(LOG_INFO, "admin_request", json_pack("{s:s}", "request", client->line));
+        admin_reply(client, admin_execute(client->admin->sup, client->line));
+    } else if (client->len == ADMIN_REQUEST_MAX) {
+        admin_reply(client, admin_answer(2, "request longer than %d bytes\n", ADMIN_REQUEST_MAX));
+    }
+}
+
+static void admin_on_connection(uv_stream_t *server, int status)
+{
+    struct admin *admin = server->data;
+    struct admin_client *client;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uv_os_fd_t fd;
+
+    if (status < 0)
+        return;
+    client = calloc(1, sizeof(*client));
+    if (client == NULL)
+        return;
+    client->admin = admin;
+    uv_pipe_init(admin->sup->loop, &client->pipe, 0);
+    client->pipe.data = client;
+    if (uv_accept(server, (uv_stream_t *)&client->pipe) != 0) {
+        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+        return;
+    }
+    /* Root, or the user the supervisor runs as; nobody else. */
+    if (uv_fileno((uv_handle_t *)&client->pipe, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != 0 && cred.uid != getuid())) {
+        log_emit(LOG_WARN, "admin_refused", json_pack("{s:i}", "uid", (int)cred.uid));
+        admin_reply(client, admin_answer(1, "permission denied\n"));
+        return;
+    }
+    uv_read_start((uv_stream_t *)&client->pipe, admin_on_alloc, admin_on_read);
+}
+
+int admin_start(struct admin *admin, struct supervisor *sup, const char *path, char *err, size_t errsize)
+{
+    struct sockaddr_un sun;
+    mode_t old_mask;
+    int rc, probe;
+
+    memset(admin, 0, sizeof(*admin));
+    admin->sup = sup;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, errsize, "admin_socket: path longer than %zu bytes", sizeof(sun.sun_path) - 1);
+        return -1;
+    }
+    snprintf(admin->path, sizeof(admin->path), "%s", path);
+    /* A socket file left by a dead supervisor is removed; a live one wins. */
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    strcpy(sun.sun_path, path);
+    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+        close(probe);
+        snprintf(err, errsize, "admin_socket %s: another supervisor is running there", path);
+        return -1;
+    }
+    if (probe >= 0)
+        close(probe);
+    unlink(path);
+    uv_pipe_init(sup->loop, &admin->server, 0);
+    admin->server.data = admin;
+    old_mask = umask(0177); /* the socket is born 0600: no window where others can connect */
+    rc = uv_pipe_bind(&admin->server, path);
+    umask(old_mask);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&admin->server, 16, admin_on_connection);
+    if (rc != 0) {
+        snprintf(err, errsize, "admin_socket %s: %s", path, uv_strerror(rc));
+        uv_close((uv_handle_t *)&admin->server, NULL);
+        return -1;
+    }
+    chmod(path, 0600);
+    admin->open = 1;
+    return 0;
+}
+
+void admin_stop(struct admin *admin)
+{
+    if (!admin->open)
+        return;
+    admin->open = 0;
+    uv_close((uv_handle_t *)&admin->server, NULL);
+    unlink(admin->path);
+}

@@ -1,0 +1,120 @@
+/* supervisor/pool.h - the worker pool: slots and the processes in them.
+ *
+ * A slot is a place in the pool (0 .. target-1); normally one worker
+ * process serves it. While a worker is being replaced (memory, recycle),
+ * its replacement starts in the same slot and the old one drains only
+ * once the new one is ready. Each worker process is one state machine
+ * (enum pool_worker_state, changed only by pool_worker_set_state()).
+ */
+#ifndef VERONA_SUPERVISOR_POOL_H
+#define VERONA_SUPERVISOR_POOL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "../proto/control.h"
+
+#define POOL_SLOTS_MAX 128
+
+enum pool_worker_state {
+    WORKER_STARTING = 0, /* spawned: hello, settings, waiting for ready */
+    WORKER_READY,        /* accepting on the shared socket */
+    WORKER_DRAINING,     /* told to drain: finishing, then exits */
+    WORKER_EXITED,       /* reaped; handles closing */
+};
+
+/* Why a worker was replaced (the restarts_by_reason index). */
+enum pool_reason {
+    REASON_CRASH = 0,
+    REASON_HANG,
+    REASON_MEMORY,
+    REASON_RELOAD,
+    REASON_SCALE,
+    REASON_RECYCLE,
+    REASON_COUNT
+};
+
+extern const char *const pool_reason_names[REASON_COUNT];
+
+struct pool;
+
+struct pool_worker {
+    struct pool *pool;
+    struct pool_worker *next;
+    int slot;
+    int pid;
+    enum pool_worker_state state;
+    uv_process_t process;
+    uv_pipe_t control;
+    int handles_open;            /* process + control; freed at 0 */
+    char *in;                    /* owned: control bytes not yet decoded */
+    size_t in_len;
+    int hello;                   /* hello received, settings sent */
+    int reported_ready;          /* ready received */
+    int accepting;               /* ACCEPT sent */
+    int killed;                  /* SIGKILL sent */
+    int kill_reason;             /* REASON_* when killed or drained on purpose, else -1 */
+    struct pool_worker *replaces;/* the worker to drain once this one is ready */
+    int being_replaced;          /* a replacement for this one is starting */
+    uint64_t started_ms, ready_ms, last_pong_ms, drain_ms;
+    uint64_t ping_seq;
+    uint64_t rss_bytes;
+    int db_up;
+    int connections, in_flight, hash_queue;
+    struct control_counters counters; /* from the last pong */
+    char build_id[CONTROL_BUILD_ID_MAX];
+};
+
+struct pool_slot {
+    int failures;                /* consecutive quick deaths */
+    uint64_t restarts;
+    int in_backoff;
+    uint64_t backoff_until_ms;
+    uv_timer_t timer;
+    struct pool *pool;
+};
+
+struct supervisor;
+
+struct pool {
+    struct supervisor *sup;
+    struct pool_worker *workers;   /* every process not yet freed */
+    struct pool_slot slots[POOL_SLOTS_MAX];
+    int target;
+    char worker_path[4096];
+    char binary_sha256[65];
+    char **env;                    /* owned: environ + VERONA_CONTROL_FD */
+    uint64_t restarts[REASON_COUNT];
+    struct control_counters gone;  /* counters of workers that exited */
+};
+
+/* Prepares the pool (no process yet). Returns 0 or -1 with a message. */
+int pool_init(struct pool *pool, struct supervisor *sup, char *err, size_t errsize);
+
+/* Brings the pool to its target: spawns, drains, tells workers to accept.
+ * Called after every event that may change what the pool needs. */
+void pool_reconcile(struct pool *pool);
+
+/* The periodic check (health_interval_ms): pings, hang and ready
+ * timeouts, memory limits, drain deadlines. */
+void pool_tick(struct pool *pool);
+
+/* Sets the target size (1-128); shrinking drains the highest slots. */
+void pool_scale(struct pool *pool, int target);
+
+/* Replaces the worker `pid` gracefully; -1 when no such live worker. */
+int pool_recycle(struct pool *pool, int pid);
+
+/* Drains every worker (graceful stop) or kills them (immediate). */
+void pool_stop(struct pool *pool, int immediate);
+
+/* Live worker processes. */
+int pool_live_count(const struct pool *pool);
+
+/* Frees what pool_init allocated; every worker must be gone. */
+void pool_fini(struct pool *pool);
+
+/* Milliseconds on the loop's clock. */
+uint64_t pool_now_ms(const struct pool *pool);
+
+#endif

@@ -1,0 +1,204 @@
+/* supervisor/serve.c - `verona serve`: reads the config, binds the shared
+ * listening socket once, runs the pool, the admin socket, the health tick
+ * and the signals on one libuv loop. Signal handlers only wake the loop.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../proto/log.h"
+#include "cli.h"
+#include "supervisor.h"
+
+#define SERVE_QUIT_GRACE_MS 2000
+
+static const int serve_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGPIPE };
+
+/* Binds `address` once for every worker; returns the socket or -1. */
+static int serve_listen(const char *address, char *err, size_t errsize)
+{
+    struct sockaddr_storage ss;
+    int fd, one = 1;
+
+    if (config_address_parse(address, &ss) != 0) {
+        snprintf(err, errsize, "listen: '%.64s' is not HOST:PORT", address);
+        return -1;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errsize, "listen: socket(): %s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss,
+             ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) != 0 ||
+        listen(fd, 4096) != 0) {
+        snprintf(err, errsize, "cannot listen on %.64s: %s", address, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void serve_on_close(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Ends the loop once every worker is gone. */
+static void serve_maybe_finish(struct supervisor *sup)
+{
+    if (sup->state == SUPERVISOR_RUNNING || pool_live_count(&sup->pool) > 0)
+        return;
+    log_emit(LOG_INFO, "supervisor_exit", NULL);
+    uv_stop(sup->loop);
+}
+
+static void serve_on_tick(uv_timer_t *t)
+{
+    struct supervisor *sup = t->data;
+
+    if (sup->state == SUPERVISOR_RUNNING)
+        pool_tick(&sup->pool);
+    serve_maybe_finish(sup);
+}
+
+static void serve_on_stop_deadline(uv_timer_t *t)
+{
+    struct supervisor *sup = t->data;
+
+    log_emit(LOG_WARN, "stop_deadline", json_pack("{s:i}", "workers_left", pool_live_count(&sup->pool)));
+    pool_stop(&sup->pool, 1);
+}
+
+void supervisor_stop(struct supervisor *sup, int immediate, const char *why)
+{
+    if (sup->state == SUPERVISOR_QUITTING || (sup->state == SUPERVISOR_STOPPING && !immediate))
+        return;
+    log_emit(LOG_INFO, "supervisor_stop", json_pack("{s:s, s:b}", "reason", why, "immediate", immediate));
+    sup->state = immediate ? SUPERVISOR_QUITTING : SUPERVISOR_STOPPING;
+    admin_stop(&sup->admin);
+    pool_stop(&sup->pool, immediate);
+    uv_timer_start(&sup->stop_timer, serve_on_stop_deadline,
+                   immediate ? SERVE_QUIT_GRACE_MS : (uint64_t)sup->cfg.drain_timeout_ms + 2000, 0);
+    /* Exits are noticed by the tick; keep it running while stopping. */
+    uv_timer_start(&sup->tick, serve_on_tick, 50, 50);
+}
+
+static void serve_on_signal(uv_signal_t *s, int signum)
+{
+    struct supervisor *sup = s->data;
+
+    switch (signum) {
+    case SIGTERM:
+    case SIGINT:
+        supervisor_stop(sup, 0, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    case SIGQUIT:
+        supervisor_stop(sup, 1, "SIGQUIT");
+        break;
+    case SIGTTIN:
+        if (sup->state == SUPERVISOR_RUNNING && sup->pool.target < POOL_SLOTS_MAX)
+            pool_scale(&sup->pool, sup->pool.target + 1);
+        break;
+    case SIGTTOU:
+        if (sup->state == SUPERVISOR_RUNNING && sup->pool.target > 1)
+            pool_scale(&sup->pool, sup->pool.target - 1);
+        break;
+    case SIGHUP:
+        log_emit(LOG_WARN, "reload_unavailable",
+                 json_pack("{s:s}", "message", "rolling reload is not built yet; the pool is unchanged"));
+        break;
+    default:
+        break; /* SIGPIPE: a write error is handled where it happens */
+    }
+}
+
+static void serve_usage(FILE *out)
+{
+    fprintf(out, "usage: verona serve [-c FILE]\n"
+                 "  Runs the supervisor and its workers in the foreground.\n"
+                 "  Without -c: /etc/verona/verona.conf if it exists, else the defaults.\n");
+}
+
+int serve_main(int argc, char **argv)
+{
+    static struct supervisor supervisor;
+    struct supervisor *sup = &supervisor;
+    const char *config_path = NULL;
+    char err[CONFIG_ERROR_MAX];
+    int opt;
+
+    optind = 1;
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'h':
+            serve_usage(stdout);
+            return CLI_OK;
+        default:
+            serve_usage(stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "verona serve: unexpected argument '%s'\n", argv[optind]);
+        return CLI_USAGE;
+    }
+    if (getenv("VERONA_LOG_LEVEL") != NULL && strcmp(getenv("VERONA_LOG_LEVEL"), "debug") == 0)
+        log_set_level(LOG_DEBUG);
+    if (cli_config_load(&sup->cfg, config_path) != CLI_OK)
+        return CLI_USAGE;
+    if (config_path != NULL)
+        snprintf(sup->config_path, sizeof(sup->config_path), "%s", config_path);
+
+    sup->loop = uv_default_loop();
+    sup->listen_fd = serve_listen(sup->cfg.listen, err, sizeof(err));
+    if (sup->listen_fd < 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        return CLI_FAILED;
+    }
+    if (pool_init(&sup->pool, sup, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        return CLI_USAGE;
+    }
+    if (admin_start(&sup->admin, sup, sup->cfg.admin_socket, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        return CLI_FAILED;
+    }
+    for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++) {
+        uv_signal_init(sup->loop, &sup->signals[i]);
+        sup->signals[i].data = sup;
+        uv_signal_start(&sup->signals[i], serve_on_signal, serve_signals[i]);
+    }
+    uv_timer_init(sup->loop, &sup->tick);
+    uv_timer_init(sup->loop, &sup->stop_timer);
+    sup->tick.data = sup->stop_timer.data = sup;
+    uv_timer_start(&sup->tick, serve_on_tick, (uint64_t)sup->cfg.health_interval_ms,
+                   (uint64_t)sup->cfg.health_interval_ms);
+    sup->started_ms = uv_now(sup->loop);
+    log_emit(LOG_INFO, "supervisor_started",
+             json_pack("{s:s, s:i, s:s, s:s, s:s}", "listen", sup->cfg.listen, "workers", sup->cfg.workers,
+                       "worker_binary", sup->pool.worker_path, "binary_sha256", sup->pool.binary_sha256,
+                       "admin_socket", sup->cfg.admin_socket));
+    pool_reconcile(&sup->pool);
+    uv_run(sup->loop, UV_RUN_DEFAULT);
+
+    /* Close what is left and let the loop finish the closes. */
+    for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++)
+        uv_close((uv_handle_t *)&sup->signals[i], serve_on_close);
+    uv_close((uv_handle_t *)&sup->tick, serve_on_close);
+    uv_close((uv_handle_t *)&sup->stop_timer, serve_on_close);
+    pool_fini(&sup->pool);
+    uv_run(sup->loop, UV_RUN_DEFAULT);
+    close(sup->listen_fd);
+    return CLI_OK;
+}

@@ -1,0 +1,116 @@
+/* supervisor/status.c - renders the pool for `ctl status` and its --json. */
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor.h"
+
+static uint64_t status_requests(const struct control_counters *c)
+{
+    uint64_t n = 0;
+
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int s = 0; s < CONTROL_STATUS_COUNT; s++)
+            n += c->requests[r][s];
+    return n;
+}
+
+json_t *status_json(struct supervisor *sup)
+{
+    struct pool *pool = &sup->pool;
+    json_t *workers = json_array();
+    uint64_t now = pool_now_ms(pool), requests = status_requests(&pool->gone), restarts = 0;
+    int live = 0, ready = 0;
+
+    for (int slot = 0; slot < POOL_SLOTS_MAX; slot++) {
+        int shown = 0;
+
+        for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
+            static const char *const names[] = { "starting", "ready", "draining", "exited" };
+            uint64_t n;
+
+            if (w->slot != slot || w->state == WORKER_EXITED)
+                continue;
+            n = status_requests(&w->counters);
+            requests += n;
+            live++;
+            ready += w->state == WORKER_READY;
+            shown = 1;
+            json_array_append_new(
+                workers, json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
+                                   "state", names[w->state], "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
+                                   (json_int_t)((now - w->started_ms) / 1000), "requests", (json_int_t)n,
+                                   "restarts", (json_int_t)pool->slots[slot].restarts, "build_id",
+                                   w->build_id, "binary_sha256", pool->binary_sha256));
+        }
+        if (!shown && pool->slots[slot].in_backoff && slot < pool->target)
+            json_array_append_new(
+                workers, json_pack("{s:i, s:i, s:s, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid", 0,
+                                   "state", "backoff", "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
+                                   (json_int_t)pool->slots[slot].restarts, "build_id", "", "binary_sha256",
+                                   pool->binary_sha256, "retry_in_ms",
+                                   (json_int_t)(pool->slots[slot].backoff_until_ms > now
+                                                    ? pool->slots[slot].backoff_until_ms - now
+                                                    : 0)));
+    }
+    for (int r = 0; r < REASON_COUNT; r++)
+        restarts += pool->restarts[r];
+    {
+        json_t *by_reason = json_object();
+        for (int r = 0; r < REASON_COUNT; r++)
+            json_object_set_new(by_reason, pool_reason_names[r], json_integer((json_int_t)pool->restarts[r]));
+        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:n}", "workers", workers, "totals",
+                         "workers", live, "target", pool->target, "ready", ready, "requests",
+                         (json_int_t)requests, "restarts", (json_int_t)restarts, "restarts_by_reason",
+                         by_reason, "rollout");
+    }
+}
+
+char *status_table(struct supervisor *sup)
+{
+    json_t *doc = status_json(sup), *workers = json_object_get(doc, "workers"), *totals, *row;
+    size_t cap = 4096, len = 0, i;
+    char *out = malloc(cap);
+
+    if (out == NULL) {
+        json_decref(doc);
+        return NULL;
+    }
+    len += (size_t)snprintf(out, cap, "%-5s %-8s %-9s %9s %8s %10s %8s  %-14s %s\n", "SLOT", "PID", "STATE", "RSS_MB",
+                            "UPTIME_S", "REQUESTS", "RESTARTS", "BUILD", "BINARY");
+    json_array_foreach(workers, i, row) {
+        char line[256];
+        int n = snprintf(line, sizeof(line), "%-5d %-8d %-9s %9.1f %8lld %10lld %8lld  %-14.14s %.12s\n",
+                         (int)json_integer_value(json_object_get(row, "slot")),
+                         (int)json_integer_value(json_object_get(row, "pid")),
+                         json_string_value(json_object_get(row, "state")),
+                         (double)json_integer_value(json_object_get(row, "rss_bytes")) / 1048576.0,
+                         (long long)json_integer_value(json_object_get(row, "uptime_s")),
+                         (long long)json_integer_value(json_object_get(row, "requests")),
+                         (long long)json_integer_value(json_object_get(row, "restarts")),
+                         json_string_value(json_object_get(row, "build_id")),
+                         json_string_value(json_object_get(row, "binary_sha256")));
+        if (n < 0)
+            continue;
+        if (len + (size_t)n + 256 > cap) {
+            char *bigger = realloc(out, cap * 2 + (size_t)n);
+            if (bigger == NULL)
+                break;
+            out = bigger;
+            cap = cap * 2 + (size_t)n;
+        }
+        memcpy(out + len, line, (size_t)n + 1);
+        len += (size_t)n;
+    }
+    totals = json_object_get(doc, "totals");
+    snprintf(out + len, cap - len, "workers %lld/%lld ready %lld requests %lld restarts %lld\nrollout: none\n",
+             (long long)json_integer_value(json_object_get(totals, "workers")),
+             (long long)json_integer_value(json_object_get(totals, "target")),
+             (long long)json_integer_value(json_object_get(totals, "ready")),
+             (long long)json_integer_value(json_object_get(totals, "requests")),
+             (long long)json_integer_value(json_object_get(totals, "restarts")));
+    json_decref(doc);
+    return out;
+}

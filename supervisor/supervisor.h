@@ -1,0 +1,38 @@
+/* supervisor/supervisor.h - the one context of `verona serve`, passed to
+ * every module of the supervisor (no other mutable globals).
+ */
+#ifndef VERONA_SUPERVISOR_SUPERVISOR_H
+#define VERONA_SUPERVISOR_SUPERVISOR_H
+
+#include <limits.h>
+#include <uv.h>
+
+#include "../proto/config.h"
+#include "admin.h"
+#include "pool.h"
+
+enum supervisor_state {
+    SUPERVISOR_RUNNING = 0, /* keeping the pool at its target size */
+    SUPERVISOR_STOPPING,    /* graceful stop: workers drain, then we exit */
+    SUPERVISOR_QUITTING,    /* immediate stop: workers are killed */
+};
+
+struct supervisor {
+    uv_loop_t *loop;
+    struct config cfg;
+    char config_path[PATH_MAX]; /* "" = built-in defaults */
+    int listen_fd;              /* the shared listening socket (fd 3 in workers) */
+    struct pool pool;
+    struct admin admin;
+    uv_signal_t signals[7];
+    uv_timer_t tick;            /* health_interval_ms: pings, timeouts, memory */
+    uv_timer_t stop_timer;      /* deadline of a graceful stop */
+    enum supervisor_state state;
+    uint64_t started_ms;
+};
+
+/* Starts a graceful stop (TERM, INT, `ctl stop`) or an immediate one. */
+void supervisor_stop(struct supervisor *sup, int immediate, const char *why);
+
+
+#endif
