@@ -10,6 +10,7 @@ Suite *security_suite(void);
 Suite *resilience_suite(void);
 Suite *sessions_suite(void);
 Suite *cli_suite(void);
+Suite *supervisor_suite(void);
 
 int main(void)
 {
@@ -20,6 +21,7 @@ int main(void)
     srunner_add_suite(sr, security_suite());
     srunner_add_suite(sr, sessions_suite());
     srunner_add_suite(sr, cli_suite());
+    srunner_add_suite(sr, supervisor_suite());
     srunner_add_suite(sr, resilience_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

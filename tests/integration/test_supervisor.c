@@ -1,0 +1,334 @@
+/* tests/integration/test_supervisor.c - `verona serve` and `verona ctl`
+ * with real processes and signals: start-up, status, admin input, config
+ * errors, crash backoff, hung workers, the supervisor's own death. The
+ * load and fault tests live in tests/fault/. */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../lib/cluster.h"
+#include "../lib/harness.h"
+
+/* ASan workers are larger: limits that only a real leak reaches. */
+#define ROOMY "memory_soft_limit_mb = 900\nmemory_hard_limit_mb = 1000\n"
+
+static int pid_alive(int pid)
+{
+    return kill(pid, 0) == 0;
+}
+
+START_TEST(starts_serves_and_reports_status)
+{
+    struct cluster c;
+    struct harness_response *r = calloc(1, sizeof(*r));
+    json_t *doc, *row, *totals;
+    char out[8192];
+    struct stat st;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    ck_assert_int_eq(harness_request(c.port, "GET", "/readyz", NULL, NULL, r), 200);
+    doc = cluster_status(&c);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_int_eq(json_array_size(json_object_get(doc, "workers")), 2);
+    row = json_array_get(json_object_get(doc, "workers"), 0);
+    ck_assert_int_gt(json_integer_value(json_object_get(row, "pid")), 0);
+    ck_assert_int_gt(json_integer_value(json_object_get(row, "rss_bytes")), 1 << 20);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "state")), "ready");
+    ck_assert_int_eq(strlen(json_string_value(json_object_get(row, "binary_sha256"))), 64);
+    ck_assert_int_gt(strlen(json_string_value(json_object_get(row, "build_id"))), 0);
+    totals = json_object_get(doc, "totals");
+    ck_assert_int_eq(json_integer_value(json_object_get(totals, "workers")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(totals, "ready")), 2);
+    ck_assert(json_is_null(json_object_get(doc, "rollout")));
+    json_decref(doc);
+
+    ck_assert_int_eq(cluster_ctl(&c, "status", out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "SLOT"));
+    ck_assert_ptr_nonnull(strstr(out, "ready"));
+    ck_assert_int_eq(stat(c.socket_path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    cluster_stop(&c);
+    free(r);
+}
+END_TEST
+
+START_TEST(bad_admin_input_changes_nothing)
+{
+    struct cluster c;
+    char out[8192], big[600];
+    struct sockaddr_un sun;
+    int fd;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    ck_assert_int_eq(cluster_ctl(&c, "scale 0", out, sizeof(out)), 2);
+    ck_assert_int_eq(cluster_ctl(&c, "scale 129", out, sizeof(out)), 2);
+    ck_assert_int_eq(cluster_ctl(&c, "scale many", out, sizeof(out)), 2);
+    ck_assert_int_eq(cluster_ctl(&c, "frobnicate", out, sizeof(out)), 2);
+    ck_assert_int_eq(cluster_ctl(&c, "status --yaml", out, sizeof(out)), 2);
+    ck_assert_int_eq(cluster_ctl(&c, "recycle 999999", out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, "no ready worker"));
+
+    /* Raw garbage straight at the socket: an error answer, nothing more. */
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    strcpy(sun.sun_path, c.socket_path);
+    memset(big, 'x', sizeof(big));
+    for (int attempt = 0; attempt < 3; attempt++) {
+        ssize_t n;
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+        if (attempt == 0)
+            n = write(fd, big, sizeof(big));
+        else if (attempt == 1)
+            n = write(fd, "scale\0 9\n", 9);
+        else
+            n = write(fd, "\n", 1);
+        ck_assert_int_gt(n, 0);
+        n = read(fd, out, sizeof(out) - 1);
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(out[0], '2');
+        close(fd);
+    }
+    /* A client that connects and says nothing does not block others. */
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    ck_assert_int_eq(cluster_count(&c, "ready"), 2);
+    close(fd);
+    ck_assert_int_eq(cluster_restarts(&c, "crash"), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
+START_TEST(config_errors_exit_2_with_file_and_line)
+{
+    char path[300], cmd[800], out[2048];
+    FILE *f, *p;
+    size_t n;
+    int status;
+
+    snprintf(path, sizeof(path), "%s/bad-%d.conf", getenv("VERONA_TEST_TMP"), (int)getpid());
+    f = fopen(path, "w");
+    fprintf(f, "workers = 2\nhealth_interval_ms = soon\n");
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s/verona serve -c %s 2>&1", getenv("VERONA_BIN_DIR"), path);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    ck_assert_int_eq(WEXITSTATUS(status), 2);
+    ck_assert_msg(strstr(out, ":2:") != NULL && strstr(out, "health_interval_ms") != NULL, "got: %s", out);
+}
+END_TEST
+
+START_TEST(address_in_use_is_a_clear_error)
+{
+    struct cluster a;
+    char cmd[800], out[2048], conf[400];
+    FILE *p, *f;
+    size_t n;
+    int status;
+
+    ck_assert_int_eq(cluster_start(&a, 1, ROOMY, 1), 0);
+    snprintf(conf, sizeof(conf), "%s/second.conf", a.dir);
+    f = fopen(conf, "w");
+    fprintf(f, "listen = 127.0.0.1:%d\nadmin_socket = second.sock\nworkers = 1\n", a.port);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s/verona serve -c %s 2>&1", getenv("VERONA_BIN_DIR"), conf);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    ck_assert_int_eq(WEXITSTATUS(status), 1);
+    ck_assert_msg(strstr(out, "cannot listen") != NULL && strstr(out, "in use") != NULL, "got: %s", out);
+    cluster_stop(&a);
+}
+END_TEST
+
+START_TEST(worker_that_exits_at_start_backs_off)
+{
+    struct cluster c;
+    char script[400], config[600];
+    json_t *doc, *row;
+    long restarts_early, restarts_late;
+    FILE *f;
+
+    snprintf(script, sizeof(script), "%s/exit-at-start-%d.sh", getenv("VERONA_TEST_TMP"), (int)getpid());
+    f = fopen(script, "w");
+    fprintf(f, "#!/bin/sh\nexit 1\n");
+    fclose(f);
+    chmod(script, 0755);
+    snprintf(config, sizeof(config), ROOMY "worker_binary = %s\n", script);
+    ck_assert_int_eq(cluster_start(&c, 1, config, 0), 0);
+    cluster_pause_ms(3000);
+    restarts_early = cluster_restarts(&c, "crash");
+    /* 100 ms doubling: about 6 tries in 3 s, never hundreds. */
+    ck_assert_int_ge(restarts_early, 3);
+    ck_assert_int_le(restarts_early, 12);
+    doc = cluster_status(&c);
+    row = json_array_get(json_object_get(doc, "workers"), 0);
+    ck_assert_ptr_nonnull(row);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "state")), "backoff");
+    json_decref(doc);
+    cluster_pause_ms(2000);
+    restarts_late = cluster_restarts(&c, "crash");
+    ck_assert_int_le(restarts_late - restarts_early, 3);
+    ck_assert_int_eq(kill(c.pid, 0), 0); /* the supervisor never gives up or exits */
+    cluster_stop(&c);
+}
+END_TEST
+
+START_TEST(bad_settings_exit_2_goes_straight_to_long_backoff)
+{
+    struct cluster c;
+    char script[400], config[600];
+    json_t *doc, *row;
+    FILE *f;
+
+    snprintf(script, sizeof(script), "%s/exit-2-%d.sh", getenv("VERONA_TEST_TMP"), (int)getpid());
+    f = fopen(script, "w");
+    fprintf(f, "#!/bin/sh\nexit 2\n");
+    fclose(f);
+    chmod(script, 0755);
+    snprintf(config, sizeof(config), ROOMY "worker_binary = %s\n", script);
+    ck_assert_int_eq(cluster_start(&c, 1, config, 0), 0);
+    cluster_pause_ms(1500);
+    ck_assert_int_eq(cluster_restarts(&c, "crash"), 1);
+    doc = cluster_status(&c);
+    row = json_array_get(json_object_get(doc, "workers"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "state")), "backoff");
+    ck_assert_int_gt(json_integer_value(json_object_get(row, "retry_in_ms")), 20000);
+    json_decref(doc);
+    cluster_stop(&c);
+}
+END_TEST
+
+START_TEST(protocol_garbage_gets_the_worker_killed)
+{
+    struct cluster c;
+    char script[400], config[600];
+    FILE *f;
+    long long deadline;
+
+    snprintf(script, sizeof(script), "%s/garbage-%d.sh", getenv("VERONA_TEST_TMP"), (int)getpid());
+    f = fopen(script, "w");
+    fprintf(f, "#!/bin/sh\nprintf 'this is not a frame' >&4\nexec sleep 30\n");
+    fclose(f);
+    chmod(script, 0755);
+    snprintf(config, sizeof(config), ROOMY "worker_binary = %s\n", script);
+    ck_assert_int_eq(cluster_start(&c, 1, config, 0), 0);
+    deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline && !cluster_log_contains(&c, "bad magic"))
+        cluster_pause_ms(50);
+    ck_assert(cluster_log_contains(&c, "bad magic"));
+    ck_assert_int_eq(kill(c.pid, 0), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
+START_TEST(stopped_worker_is_killed_and_replaced)
+{
+    struct cluster c;
+    struct harness_response *r = calloc(1, sizeof(*r));
+    int victim;
+    long long deadline;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    victim = cluster_worker_pid(&c, "ready", 0);
+    ck_assert_int_gt(victim, 0);
+    kill(victim, SIGSTOP);
+    deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline && cluster_restarts(&c, "hang") < 1)
+        cluster_pause_ms(50);
+    ck_assert_int_eq(cluster_restarts(&c, "hang"), 1);
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
+    ck_assert_int_ne(cluster_worker_pid(&c, "ready", 0), victim);
+    ck_assert_int_ne(cluster_worker_pid(&c, "ready", 1), victim);
+    ck_assert_int_eq(harness_request(c.port, "GET", "/healthz", NULL, NULL, r), 200);
+    cluster_stop(&c);
+    free(r);
+}
+END_TEST
+
+START_TEST(signals_scale_the_pool)
+{
+    struct cluster c;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    kill(c.pid, SIGTTIN);
+    ck_assert_int_eq(cluster_wait_workers(&c, 3, 3, 15000), 0);
+    /* One at a time: two signals sent at once may arrive as one. */
+    kill(c.pid, SIGTTOU);
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
+    kill(c.pid, SIGTTOU);
+    ck_assert_int_eq(cluster_wait_workers(&c, 1, 1, 15000), 0);
+    kill(c.pid, SIGHUP); /* reload is issue 4: it must not hurt the pool */
+    ck_assert_int_eq(cluster_wait_workers(&c, 1, 1, 5000), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
+START_TEST(workers_leave_when_the_supervisor_is_killed)
+{
+    struct cluster c;
+    int pids[2];
+    long long deadline;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    pids[0] = cluster_worker_pid(&c, "ready", 0);
+    pids[1] = cluster_worker_pid(&c, "ready", 1);
+    ck_assert_int_eq(cluster_signal_wait(&c, SIGKILL, 5000) != -1, 1);
+    deadline = harness_now_ms() + 20000;
+    while (harness_now_ms() < deadline && (pid_alive(pids[0]) || pid_alive(pids[1])))
+        cluster_pause_ms(50);
+    ck_assert_msg(!pid_alive(pids[0]) && !pid_alive(pids[1]), "orphaned workers %d %d", pids[0], pids[1]);
+}
+END_TEST
+
+START_TEST(graceful_stop_by_ctl)
+{
+    struct cluster c;
+    char out[1024];
+    int pid;
+    long long deadline;
+    int status = -1;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    pid = cluster_worker_pid(&c, "ready", 0);
+    ck_assert_int_eq(cluster_ctl(&c, "stop", out, sizeof(out)), 0);
+    deadline = harness_now_ms() + 20000;
+    while (harness_now_ms() < deadline && waitpid(c.pid, &status, WNOHANG) != c.pid)
+        cluster_pause_ms(20);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(!pid_alive(pid));
+    c.pid = 0;
+}
+END_TEST
+
+Suite *supervisor_suite(void)
+{
+    Suite *s = suite_create("supervisor");
+    TCase *tc = tcase_create("pool");
+
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, starts_serves_and_reports_status);
+    tcase_add_test(tc, bad_admin_input_changes_nothing);
+    tcase_add_test(tc, config_errors_exit_2_with_file_and_line);
+    tcase_add_test(tc, address_in_use_is_a_clear_error);
+    tcase_add_test(tc, worker_that_exits_at_start_backs_off);
+    tcase_add_test(tc, bad_settings_exit_2_goes_straight_to_long_backoff);
+    tcase_add_test(tc, protocol_garbage_gets_the_worker_killed);
+    tcase_add_test(tc, stopped_worker_is_killed_and_replaced);
+    tcase_add_test(tc, signals_scale_the_pool);
+    tcase_add_test(tc, workers_leave_when_the_supervisor_is_killed);
+    tcase_add_test(tc, graceful_stop_by_ctl);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,233 @@
+/* tests/lib/cluster.c - see tests/lib/cluster.h. */
+#include "cluster.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+void cluster_pause_ms(int ms)
+{
+    poll(NULL, 0, ms);
+}
+
+int cluster_start(struct cluster *c, int workers, const char *extra_config, int wait_ready)
+{
+    static int counter;
+    char verona[512];
+    FILE *f;
+
+    memset(c, 0, sizeof(*c));
+    counter++;
+    snprintf(c->dir, sizeof(c->dir), "%s/cluster-%d-%d", getenv("VERONA_TEST_TMP"), (int)getpid(), counter);
+    ck_assert_int_eq(mkdir(c->dir, 0755), 0);
+    snprintf(c->config_path, sizeof(c->config_path), "%s/verona.conf", c->dir);
+    snprintf(c->socket_path, sizeof(c->socket_path), "%s/verona.sock", c->dir);
+    snprintf(c->log_path, sizeof(c->log_path), "%s/serve.log", c->dir);
+    c->port = harness_free_port();
+    f = fopen(c->config_path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "listen = 127.0.0.1:%d\nworkers = %d\nadmin_socket = verona.sock\n"
+               "metrics_listen = 127.0.0.1:%d\n"
+               "argon2_memlimit_kib = 8192\nargon2_opslimit = 1\nhash_threads = 1\ndb_pool_size = 2\n"
+               "trusted_proxies = 127.0.0.1\n"
+               "health_interval_ms = 100\nhealth_timeout_ms = 1000\nready_timeout_ms = 5000\n"
+               "drain_timeout_ms = 5000\n%s\n",
+            c->port, workers, harness_free_port(), extra_config != NULL ? extra_config : "");
+    fclose(f);
+    snprintf(verona, sizeof(verona), "%s/verona", getenv("VERONA_BIN_DIR"));
+    c->pid = fork();
+    ck_assert_int_ge(c->pid, 0);
+    if (c->pid == 0) {
+        int fd = open(c->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execl(verona, "verona", "serve", "-c", c->config_path, (char *)NULL);
+        _exit(127);
+    }
+    if (!wait_ready)
+        return 0;
+    return cluster_wait_workers(c, workers, workers, 30000);
+}
+
+int cluster_signal_wait(struct cluster *c, int signal, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    int status = -1;
+
+    if (c->pid <= 0)
+        return -1;
+    kill(c->pid, signal);
+    while (harness_now_ms() < deadline) {
+        if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return status;
+        }
+        cluster_pause_ms(20);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &status, 0);
+    c->pid = 0;
+    return -1;
+}
+
+void cluster_stop(struct cluster *c)
+{
+    int status = cluster_signal_wait(c, SIGTERM, 30000);
+
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "verona serve exited with %d (see %s)", status,
+                  c->log_path);
+}
+
+int cluster_ctl(const struct cluster *c, const char *args, char *out, size_t size)
+{
+    char cmd[1024];
+    FILE *p;
+    size_t n;
+    int status;
+
+    snprintf(cmd, sizeof(cmd), "%s/verona ctl -s %s %s 2>&1", getenv("VERONA_BIN_DIR"), c->socket_path, args);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+json_t *cluster_status(const struct cluster *c)
+{
+    static char out[1 << 16];
+
+    if (cluster_ctl(c, "status --json", out, sizeof(out)) != 0)
+        return NULL;
+    return json_loads(out, 0, NULL);
+}
+
+int cluster_count(const struct cluster *c, const char *state)
+{
+    json_t *doc = cluster_status(c), *row;
+    size_t i;
+    int n = 0;
+
+    if (doc == NULL)
+        return -1;
+    json_array_foreach(json_object_get(doc, "workers"), i, row)
+        if (state == NULL || strcmp(json_string_value(json_object_get(row, "state")), state) == 0)
+            n++;
+    json_decref(doc);
+    return n;
+}
+
+long cluster_restarts(const struct cluster *c, const char *reason)
+{
+    json_t *doc = cluster_status(c);
+    long n;
+
+    if (doc == NULL)
+        return -1;
+    n = (long)json_integer_value(
+        json_object_get(json_object_get(json_object_get(doc, "totals"), "restarts_by_reason"), reason));
+    json_decref(doc);
+    return n;
+}
+
+int cluster_worker_pid(const struct cluster *c, const char *state, int n)
+{
+    json_t *doc = cluster_status(c), *row;
+    size_t i;
+    int pid = 0;
+
+    if (doc == NULL)
+        return 0;
+    json_array_foreach(json_object_get(doc, "workers"), i, row) {
+        if (strcmp(json_string_value(json_object_get(row, "state")), state) != 0)
+            continue;
+        if (n-- == 0) {
+            pid = (int)json_integer_value(json_object_get(row, "pid"));
+            break;
+        }
+    }
+    json_decref(doc);
+    return pid;
+}
+
+int cluster_wait_workers(const struct cluster *c, int ready, int total, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+
+    while (harness_now_ms() < deadline) {
+        if (cluster_count(c, "ready") == ready && (total < 0 || cluster_count(c, NULL) == total))
+            return 0;
+        if (c->pid > 0 && waitpid(c->pid, NULL, WNOHANG) == c->pid)
+            return -1;
+        cluster_pause_ms(50);
+    }
+    return -1;
+}
+
+int cluster_log_contains(const struct cluster *c, const char *text)
+{
+    FILE *f = fopen(c->log_path, "r");
+    char line[4096];
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+void wrk_start(struct wrk_run *run, const struct cluster *c, const char *path, int connections, int seconds,
+               const char *extra)
+{
+    static int counter;
+    char cmd[2048];
+
+    memset(run, 0, sizeof(*run));
+    snprintf(run->out_path, sizeof(run->out_path), "%s/wrk-%d-%d.txt", c->dir, (int)getpid(), ++counter);
+    snprintf(cmd, sizeof(cmd), "exec wrk -t2 -c%d -d%ds --timeout 10s %s http://127.0.0.1:%d%s > %s 2>&1",
+             connections, seconds, extra != NULL ? extra : "", c->port, path, run->out_path);
+    run->pid = fork();
+    ck_assert_int_ge(run->pid, 0);
+    if (run->pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+}
+
+void wrk_finish(struct wrk_run *run)
+{
+    char line[512];
+    int status;
+    FILE *f;
+
+    ck_assert_int_eq(waitpid(run->pid, &status, 0), run->pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wrk failed, see %s", run->out_path);
+    f = fopen(run->out_path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        long a, b, d, e;
+        if (sscanf(line, " %ld requests in", &a) == 1)
+            run->requests = a;
+        else if (sscanf(line, " Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &a, &b, &d, &e) == 4)
+            run->errors = a + b + d + e;
+        else if (sscanf(line, " Non-2xx or 3xx responses: %ld", &a) == 1)
+            run->non_2xx = a;
+    }
+    fclose(f);
+    ck_assert_msg(run->requests > 0, "wrk made no request, see %s", run->out_path);
+}

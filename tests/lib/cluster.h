@@ -1,0 +1,71 @@
+/* tests/lib/cluster.h - a real `verona serve` for tests: config in the
+ * test's temp folder, the admin socket, `verona ctl`, status as JSON, and
+ * wrk as the load generator. */
+#ifndef VERONA_TESTS_CLUSTER_H
+#define VERONA_TESTS_CLUSTER_H
+
+#include <jansson.h>
+#include <sys/types.h>
+
+struct cluster {
+    pid_t pid;
+    int port;
+    char dir[256];
+    char config_path[320];
+    char socket_path[320];
+    char log_path[320];
+};
+
+/* Starts `verona serve` with `workers` and extra config lines, and waits
+ * until that many workers are ready (`wait_ready`). 0 or -1. */
+int cluster_start(struct cluster *c, int workers, const char *extra_config, int wait_ready);
+
+/* Sends `signal`, waits for the supervisor's exit; returns its wait status. */
+int cluster_signal_wait(struct cluster *c, int signal, int timeout_ms);
+
+/* Graceful stop (SIGTERM) and wait; asserts a clean exit. */
+void cluster_stop(struct cluster *c);
+
+/* `verona ctl -s SOCKET ARGS`; returns the exit code, output in out. */
+int cluster_ctl(const struct cluster *c, const char *args, char *out, size_t size);
+
+/* `ctl status --json`, parsed (new reference; NULL on failure). */
+json_t *cluster_status(const struct cluster *c);
+
+/* Counts in the status: workers in `state` ("ready", ...; NULL = all). */
+int cluster_count(const struct cluster *c, const char *state);
+
+/* totals.restarts_by_reason[reason], or -1. */
+long cluster_restarts(const struct cluster *c, const char *reason);
+
+/* The pid of the n-th worker in `state`, or 0. */
+int cluster_worker_pid(const struct cluster *c, const char *state, int n);
+
+/* Polls until `ready` workers are ready and `total` rows exist in all
+ * (-1 = any), or the deadline passes. 0 or -1. */
+int cluster_wait_workers(const struct cluster *c, int ready, int total, int timeout_ms);
+
+/* 1 when the log contains `text`. */
+int cluster_log_contains(const struct cluster *c, const char *text);
+
+/* wrk in the background against the cluster. */
+struct wrk_run {
+    pid_t pid;
+    char out_path[320];
+    long requests;
+    long errors;        /* connect + read + write + timeout */
+    long non_2xx;
+};
+
+/* Starts wrk for `seconds` with `connections`; `path` and optional extra
+ * wrk arguments (e.g. "-H 'Connection: close'" or "-s FILE"). */
+void wrk_start(struct wrk_run *run, const struct cluster *c, const char *path, int connections,
+               int seconds, const char *extra);
+
+/* Waits for wrk and parses its summary into run. */
+void wrk_finish(struct wrk_run *run);
+
+/* Waits `ms` milliseconds while the load runs (the test's own pacing). */
+void cluster_pause_ms(int ms);
+
+#endif
