@@ -39,6 +39,7 @@ SUPERVISOR_OBJ := $(call obj,$(SUPERVISOR_SRC))
 
 UNIT_SRC := $(wildcard tests/unit/*.c)
 INTEGRATION_SRC := $(wildcard tests/integration/*.c)
+FAULT_SRC := $(wildcard tests/fault/*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
 .PHONY: all deps run check bench clean tests lint fuzz
@@ -77,7 +78,11 @@ $(OUT)/tests/integration: $(call obj,$(INTEGRATION_SRC) $(TESTLIB_SRC)) $(PROTO_
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 
-tests: all $(OUT)/tests/unit $(OUT)/tests/integration
+$(OUT)/tests/fault: $(call obj,$(FAULT_SRC) $(TESTLIB_SRC)) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
+
+tests: all $(OUT)/tests/unit $(OUT)/tests/integration $(OUT)/tests/fault
 
 run: all
 	sh deploy/run.sh $(BIN)

@@ -8,8 +8,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 jobs=$(nproc 2>/dev/null || echo 2)
-echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer; and UBSan only, for the fault tests)"
 make -s BUILD=asan -j"$jobs" tests
+make -s BUILD=ubsan -j"$jobs" tests
 
 echo "== cppcheck"
 make -s lint
@@ -58,3 +59,6 @@ make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
 echo "== integration tests"
 VERONA_PG_FSYNC=off build/asan/tests/integration
+
+echo "== fault tests under load (UBSan build: ASan would distort RSS)"
+VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off build/ubsan/tests/fault

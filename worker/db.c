@@ -152,7 +152,9 @@ static void db_conn_lost(struct db_conn *c, const char *why)
     struct db *db = c->db;
     struct db_query *q = c->query;
 
-    if (!db->closing && (c->state != DB_CONN_CONNECTING || c->backoff_ms <= DB_BACKOFF_MIN_MS))
+    /* Log a connection that was up going down, and the first failed
+     * attempt of a series; the retries that follow would only repeat it. */
+    if (!db->closing && (db_state_is_up(c->state) || c->backoff_ms <= DB_BACKOFF_MIN_MS))
         log_emit(LOG_WARN, "db_connection_lost",
                  json_pack("{s:i, s:s}", "connection", (int)(c - db->conns), "error", why));
     db_conn_unwatch(c);

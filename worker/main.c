@@ -179,14 +179,16 @@ static void worker_on_signal(uv_signal_t *s, int signum)
  * memory (touched, so it counts in RSS). The fault tests use it to prove
  * memory recycling on a real leak; nothing else sets it. */
 static long worker_test_leak_kb;
+static void *volatile worker_test_leaked; /* a chain, so the compiler cannot drop the writes */
 
 static void worker_dispatch(struct http_server *server, struct http_request *req)
 {
-    if (worker_test_leak_kb > 0) {
-        char *leak = malloc((size_t)worker_test_leak_kb * 1024);
-        if (leak != NULL)
-            memset(leak, 0x5a, (size_t)worker_test_leak_kb * 1024);
-        // cppcheck-suppress memleak ; the leak is the point of this switch
+    char *leak = malloc((size_t)worker_test_leak_kb * 1024);
+
+    if (leak != NULL) {
+        memset(leak, 0x5a, (size_t)worker_test_leak_kb * 1024);
+        *(void **)leak = worker_test_leaked;
+        worker_test_leaked = leak;
     }
     routes_dispatch(server, req);
 }

@@ -1,0 +1,19 @@
+/* tests/fault/main.c - fault tests under real load (wrk): SIGKILL,
+ * SIGSTOP, real memory leaks, scaling and recycling while serving. Run
+ * against a build without AddressSanitizer (its shadow memory would
+ * distort RSS), with small limits and short timings. */
+#include <check.h>
+#include <stdlib.h>
+
+Suite *fault_suite(void);
+
+int main(void)
+{
+    SRunner *sr = srunner_create(fault_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
