@@ -32,10 +32,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$bin/verona" migrate
-echo "verona: serving on http://127.0.0.1:8080 (Ctrl-C stops)" >&2
-# The supervisor (verona serve) is issue 3; until it lands, one worker
-# serves the whole API.
-"$bin/verona-worker" -c deploy/verona.conf &
+echo "verona: serving on http://127.0.0.1:8080 (Ctrl-C stops; verona ctl -s var/verona.sock status)" >&2
+"$bin/verona" serve -c deploy/verona.conf &
 child=$!
 trap 'kill -TERM $child 2>/dev/null; wait $child; exit 130' INT TERM
 wait $child

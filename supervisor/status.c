@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memwatch.h"
 #include "supervisor.h"
 
 static uint64_t status_requests(const struct control_counters *c)
@@ -34,6 +35,7 @@ json_t *status_json(struct supervisor *sup)
             if (w->slot != slot || w->state == WORKER_EXITED)
                 continue;
             n = status_requests(&w->counters);
+            w->rss_bytes = memwatch_rss_bytes(w->pid); /* now, not as of the last tick */
             requests += n;
             live++;
             ready += w->state == WORKER_READY;
