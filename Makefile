@@ -28,8 +28,8 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PROTO_SRC := proto/config.c proto/control.c proto/log.c proto/password.c
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
               worker/http.c worker/login.c worker/routes.c
-SUPERVISOR_SRC := supervisor/admin.c supervisor/ctl.c supervisor/memwatch.c supervisor/migrate.c \
-                  supervisor/pool.c supervisor/serve.c supervisor/status.c supervisor/users.c
+SUPERVISOR_SRC := supervisor/admin.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/migrate.c \
+                  supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/users.c
 GEN_MIGRATIONS := $(OUT)/gen/migrations.c
 
 obj = $(patsubst %.c,$(OUT)/obj/%.o,$(1))

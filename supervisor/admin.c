@@ -21,7 +21,11 @@ struct admin_client {
     char line[ADMIN_REQUEST_MAX + 1];
     size_t len;
     int answered;
+    int waiting;                  /* `reload --wait`: answered when the rollout ends */
+    struct rollout_waiter waiter;
 };
+
+static void admin_reply(struct admin_client *client, char *answer);
 
 static char *admin_answer(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -55,6 +59,17 @@ static long admin_number(const char *text, long min, long max)
     return v;
 }
 
+static void admin_on_rollout_end(void *arg, int ok, const char *reason)
+{
+    struct admin_client *client = arg;
+
+    client->waiting = 0;
+    if (ok)
+        admin_reply(client, admin_answer(0, "rollout done\n"));
+    else
+        admin_reply(client, admin_answer(1, "rollout halted and rolled back: %s\n", reason));
+}
+
 char *admin_execute(struct supervisor *sup, const char *line)
 {
     char verb[32] = "", arg[64] = "", extra[8] = "";
@@ -84,6 +99,19 @@ char *admin_execute(struct supervisor *sup, const char *line)
     }
     if (sup->state != SUPERVISOR_RUNNING)
         return admin_answer(1, "stopping: only status is answered\n");
+    if (strcmp(verb, "reload") == 0) {
+        char err[CONFIG_ERROR_MAX + 64];
+        int code;
+
+        if (n == 2 && strcmp(arg, "--wait") != 0)
+            return admin_answer(2, "reload takes only --wait\n");
+        code = supervisor_reload(sup, err, sizeof(err));
+        if (code != 0)
+            return admin_answer(code, "%s\n", err);
+        return admin_answer(0, "rollout started\n");
+    }
+    if (rollout_active(&sup->pool) && strcmp(verb, "scale") == 0)
+        return admin_answer(1, "rollout in progress\n");
     if (strcmp(verb, "scale") == 0) {
         long target = n == 2 ? admin_number(arg, 1, POOL_SLOTS_MAX) : -1;
         if (target < 0)
@@ -103,7 +131,7 @@ char *admin_execute(struct supervisor *sup, const char *line)
         supervisor_stop(sup, 0, "ctl stop");
         return admin_answer(0, "stopping\n");
     }
-    return admin_answer(2, "unknown request '%s' (status, scale N, recycle PID, stop)\n", verb);
+    return admin_answer(2, "unknown request '%s' (status, scale N, recycle PID, reload, stop)\n", verb);
 }
 
 static void admin_on_client_close(uv_handle_t *h)
@@ -145,6 +173,27 @@ static void admin_reply(struct admin_client *client, char *answer)
     }
 }
 
+/* Runs the client's request; `reload --wait` answers when the rollout ends. */
+static void admin_dispatch(struct admin_client *client)
+{
+    struct supervisor *sup = client->admin->sup;
+    char verb[16] = "", arg[16] = "";
+    char *answer;
+
+    answer = admin_execute(sup, client->line);
+    if (sscanf(client->line, "%15s %15s", verb, arg) == 2 && strcmp(verb, "reload") == 0 &&
+        strcmp(arg, "--wait") == 0 && answer != NULL && answer[0] == '0') {
+        free(answer);
+        client->waiting = 1;
+        uv_read_stop((uv_stream_t *)&client->pipe);
+        client->waiter.cb = admin_on_rollout_end;
+        client->waiter.arg = client;
+        rollout_wait(&sup->pool, &client->waiter);
+        return;
+    }
+    admin_reply(client, answer);
+}
+
 static void admin_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct admin_client *client = h->data;
@@ -165,7 +214,7 @@ static void admin_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* EOF without a newline: take what came as the request. */
         if (nread == UV_EOF && client->len > 0) {
             client->line[client->len] = '\0';
-            admin_reply(client, admin_execute(client->admin->sup, client->line));
+            admin_dispatch(client);
         } else {
             uv_read_stop(s);
             uv_close((uv_handle_t *)s, admin_on_client_close);
@@ -182,7 +231,7 @@ static void admin_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (newline != NULL) {
         *newline = '\0';
         log_emit(LOG_INFO, "admin_request", json_pack("{s:s}", "request", client->line));
-        admin_reply(client, admin_execute(client->admin->sup, client->line));
+        admin_dispatch(client);
     } else if (client->len == ADMIN_REQUEST_MAX) {
         admin_reply(client, admin_answer(2, "request longer than %d bytes\n", ADMIN_REQUEST_MAX));
     }

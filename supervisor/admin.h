@@ -2,7 +2,8 @@
  * socket (mode 0600, peers checked with SO_PEERCRED: root or our own
  * user). One request line, one answer, then the connection closes:
  *
- *   request:  "status" | "status --json" | "scale N" | "recycle PID" | "stop"
+ *   request:  "status" | "status --json" | "scale N" | "recycle PID" |
+ *             "reload" | "reload --wait" | "stop"
  *   answer:   "<exit code>\n<text>"   (0 done, 1 failed, 2 bad usage)
  */
 #ifndef VERONA_SUPERVISOR_ADMIN_H

@@ -24,6 +24,8 @@ static void ctl_usage(FILE *out)
                  "  status [--json]   one row a worker, pool totals, rollout\n"
                  "  scale N           grow or shrink the pool to N workers (1-128)\n"
                  "  recycle PID       gracefully replace one worker\n"
+                 "  reload [--wait]   roll every worker onto the binary now on disk (--wait: until it ends;\n"
+                 "                    exit 0 done, 1 halted and rolled back)\n"
                  "  stop              graceful shutdown of the whole cluster\n");
 }
 
@@ -31,7 +33,10 @@ static int ctl_valid(int argc, char **argv)
 {
     char *end;
 
-    if (argc == 1 && (strcmp(argv[0], "status") == 0 || strcmp(argv[0], "stop") == 0))
+    if (argc == 1 && (strcmp(argv[0], "status") == 0 || strcmp(argv[0], "stop") == 0 ||
+                      strcmp(argv[0], "reload") == 0))
+        return 1;
+    if (argc == 2 && strcmp(argv[0], "reload") == 0 && strcmp(argv[1], "--wait") == 0)
         return 1;
     if (argc == 2 && strcmp(argv[0], "status") == 0 && strcmp(argv[1], "--json") == 0)
         return 1;
@@ -108,8 +113,10 @@ int ctl_main(int argc, char **argv)
     for (;;) {
         struct pollfd p = { fd, POLLIN, 0 };
         ssize_t n;
+        /* reload --wait lasts as long as the rollout; everything else answers at once. */
+        int timeout = strstr(request, "--wait") != NULL ? -1 : CTL_TIMEOUT_MS;
 
-        if (poll(&p, 1, CTL_TIMEOUT_MS) <= 0) {
+        if (poll(&p, 1, timeout) <= 0) {
             fprintf(stderr, "verona ctl: no answer from %s within %d s\n", socket_path, CTL_TIMEOUT_MS / 1000);
             close(fd);
             return CLI_FAILED;

@@ -7,12 +7,10 @@
 #include "pool.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
 #include <unistd.h>
 
 #include "../proto/log.h"
@@ -103,7 +101,7 @@ static void pool_send_simple(struct pool_worker *w, enum control_type type)
 
 /* ---- killing and draining ---- */
 
-static void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char *detail)
+void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char *detail)
 {
     if (w->killed || w->state == WORKER_EXITED)
         return;
@@ -173,7 +171,7 @@ static void pool_worker_on_message(struct pool_worker *w, struct control_msg *ms
         }
         w->hello = 1;
         snprintf(w->build_id, sizeof(w->build_id), "%s", msg->build_id);
-        text = config_render(&pool->sup->cfg);
+        text = config_render(&w->build->cfg);
         if (text == NULL) {
             pool_worker_kill(w, REASON_CRASH, "out of memory");
             return;
@@ -197,6 +195,7 @@ static void pool_worker_on_message(struct pool_worker *w, struct control_msg *ms
                            w->build_id, "startup_ms", (json_int_t)(pool_now_ms(pool) - w->started_ms)));
         if (w->state == WORKER_STARTING)
             pool_worker_accept(w);
+        rollout_on_ready(pool, w);
         return;
     case CONTROL_PONG:
         w->last_pong_ms = pool_now_ms(pool);
@@ -293,6 +292,7 @@ static void pool_worker_release(struct pool_worker *w)
     for (struct pool_worker *o = pool->workers; o != NULL; o = o->next)
         if (o->replaces == w)
             o->replaces = NULL;
+    build_unref(w->build);
     free(w->in);
     free(w);
 }
@@ -363,8 +363,17 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
                        (json_int_t)(pool_now_ms(pool) - w->started_ms)));
     pool_counters_add(&pool->gone, &w->counters);
     pool_count_restart(pool, w, reason);
+    if (!planned) {
+        char detail[96];
+        if (term_signal != 0)
+            snprintf(detail, sizeof(detail), "killed by signal %d (%s)", term_signal, pool_reason_names[reason]);
+        else
+            snprintf(detail, sizeof(detail), "exited with status %lld", (long long)exit_status);
+        rollout_on_exit(pool, w, planned, detail);
+    }
     /* Drained on purpose, or already being replaced: its slot is served. */
-    if (pool->sup->state == SUPERVISOR_RUNNING && w->state != WORKER_DRAINING && !w->being_replaced)
+    if (pool->sup->state == SUPERVISOR_RUNNING && w->state != WORKER_DRAINING && !w->being_replaced &&
+        w->replaces == NULL && !rollout_active(pool))
         pool_slot_backoff(pool, w, exit_status);
     if (w->replaces != NULL) {
         w->replaces->being_replaced = 0;
@@ -379,7 +388,7 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
 
 /* ---- spawning ---- */
 
-static struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *replaces)
+struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *replaces, struct build *build)
 {
     uv_process_options_t options;
     uv_stdio_container_t stdio[5];
@@ -397,14 +406,17 @@ static struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_w
     w->kill_reason = -1;
     w->started_ms = w->last_pong_ms = pool_now_ms(pool);
     w->replaces = replaces;
+    w->build = build;
+    build_ref(build);
     uv_pipe_init(pool->sup->loop, &w->control, 0);
     w->control.data = w;
     w->process.data = w;
 
     memset(&options, 0, sizeof(options));
-    args[0] = pool->worker_path;
+    /* From the descriptor the supervisor holds, not the path on disk. */
+    args[0] = build->path;
     args[1] = NULL;
-    options.file = pool->worker_path;
+    options.file = build->exec_path;
     options.args = args;
     options.env = pool->env;
     options.exit_cb = pool_on_exit;
@@ -429,7 +441,7 @@ static struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_w
     pool->workers = w;
     if (rc != 0) {
         log_emit(LOG_ERROR, "spawn_failed",
-                 json_pack("{s:i, s:s, s:s}", "slot", slot, "binary", pool->worker_path, "error", uv_strerror(rc)));
+                 json_pack("{s:i, s:s, s:s}", "slot", slot, "binary", build->path, "error", uv_strerror(rc)));
         /* Counts as a crash of the slot, so a missing binary backs off. */
         w->state = WORKER_EXITED;
         pool_count_restart(pool, w, REASON_CRASH);
@@ -446,30 +458,39 @@ static struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_w
         replaces->being_replaced = 1;
     uv_read_start((uv_stream_t *)&w->control, pool_on_alloc, pool_on_read);
     log_emit(LOG_INFO, "worker_start",
-             json_pack("{s:i, s:i, s:s, s:s}", "slot", slot, "worker_pid", w->pid, "binary", pool->worker_path,
-                       "replaces", replaces != NULL ? "yes" : "no"));
+             json_pack("{s:i, s:i, s:s, s:s, s:i}", "slot", slot, "worker_pid", w->pid, "binary", build->path,
+                       "binary_sha256", build->sha256, "replaces", replaces != NULL ? replaces->pid : 0));
     return w;
 }
 
-/* The worker serving `slot` (not draining), or NULL. */
-static struct pool_worker *pool_slot_worker(struct pool *pool, int slot)
+struct pool_worker *pool_slot_worker(struct pool *pool, int slot)
 {
+    struct pool_worker *found = NULL;
+
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->slot == slot && (w->state == WORKER_STARTING || w->state == WORKER_READY))
-            return w;
-    return NULL;
+        if (w->slot == slot && (w->state == WORKER_STARTING || w->state == WORKER_READY) &&
+            (found == NULL || w->replaces == found))
+            found = w;
+    return found;
 }
 
-/* Starts a replacement for `old`, which drains once the new one is ready. */
-static void pool_replace(struct pool_worker *old, enum pool_reason reason)
+struct build *pool_build_for(const struct pool *pool, const struct pool_worker *w)
+{
+    /* A worker of a build being rolled back is replaced by the good one. */
+    if (pool->rollout.state == ROLLOUT_ROLLING_BACK && w->build == pool->rollout.to)
+        return pool->good;
+    return w->build;
+}
+
+struct pool_worker *pool_replace(struct pool_worker *old, enum pool_reason reason, struct build *build)
 {
     if (old->being_replaced || old->state != WORKER_READY)
-        return;
+        return NULL;
     old->kill_reason = (int)reason;
     log_emit(LOG_INFO, "worker_replace",
              json_pack("{s:i, s:i, s:s}", "slot", old->slot, "worker_pid", old->pid, "reason",
                        pool_reason_names[reason]));
-    pool_spawn(old->pool, old->slot, old);
+    return pool_spawn(old->pool, old->slot, old, build);
 }
 
 void pool_reconcile(struct pool *pool)
@@ -487,7 +508,7 @@ void pool_reconcile(struct pool *pool)
             continue;
         }
         if (w == NULL && !pool->slots[slot].in_backoff)
-            pool_spawn(pool, slot, NULL);
+            pool_spawn(pool, slot, NULL, pool->build);
     }
     /* Nobody accepting (every worker gone): the first hello'd one serves. */
     if (!pool_any_accepting(pool)) {
@@ -497,6 +518,7 @@ void pool_reconcile(struct pool *pool)
                 break;
             }
     }
+    rollout_step(pool);
 }
 
 void pool_scale(struct pool *pool, int target)
@@ -517,7 +539,7 @@ int pool_recycle(struct pool *pool, int pid)
 {
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->pid == pid && w->state == WORKER_READY) {
-            pool_replace(w, REASON_RECYCLE);
+            pool_replace(w, REASON_RECYCLE, pool_build_for(pool, w));
             return 0;
         }
     return -1;
@@ -578,11 +600,15 @@ void pool_tick(struct pool *pool)
                 pool_worker_kill(w, REASON_HANG, "not ready within ready_timeout_ms");
                 continue;
             }
-            /* The database is down for everyone: not this worker's fault. */
-            pool_worker_accept(w);
+            /* The database is down for everyone: not this worker's fault.
+             * A rollout waits; otherwise the worker serves (503s) as the others do. */
+            if (!(rollout_active(pool) && w->build != pool->good))
+                pool_worker_accept(w);
         }
-        if (w->state == WORKER_READY && w->rss_bytes > soft && !w->being_replaced)
-            pool_replace(w, REASON_MEMORY);
+        if (w->rss_bytes > soft && rollout_on_probation(pool, w))
+            rollout_on_memory(pool, w);
+        else if (w->state == WORKER_READY && w->rss_bytes > soft && !w->being_replaced)
+            pool_replace(w, REASON_MEMORY, pool_build_for(pool, w));
         if (w->hello) {
             memset(&ping, 0, sizeof(ping));
             ping.type = CONTROL_PING;
@@ -593,56 +619,16 @@ void pool_tick(struct pool *pool)
     pool_reconcile(pool);
 }
 
-/* SHA-256 of the worker binary, shown in status (which build runs). */
-static void pool_hash_binary(struct pool *pool)
-{
-    crypto_hash_sha256_state st;
-    unsigned char digest[crypto_hash_sha256_BYTES], buf[65536];
-    int fd = open(pool->worker_path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-
-    strcpy(pool->binary_sha256, "unknown");
-    if (fd < 0)
-        return;
-    crypto_hash_sha256_init(&st);
-    while ((n = read(fd, buf, sizeof(buf))) > 0)
-        crypto_hash_sha256_update(&st, buf, (unsigned long long)n);
-    close(fd);
-    if (n < 0)
-        return;
-    crypto_hash_sha256_final(&st, digest);
-    sodium_bin2hex(pool->binary_sha256, sizeof(pool->binary_sha256), digest, sizeof(digest));
-}
-
-int pool_init(struct pool *pool, struct supervisor *sup, char *err, size_t errsize)
+int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, char *err, size_t errsize)
 {
     size_t n = 0, k = 0;
 
     memset(pool, 0, sizeof(*pool));
     pool->sup = sup;
     pool->target = sup->cfg.workers;
-    if (sup->cfg.worker_binary[0] != '\0') {
-        snprintf(pool->worker_path, sizeof(pool->worker_path), "%s", sup->cfg.worker_binary);
-    } else {
-        /* verona-worker beside verona. */
-        char self[2048];
-        ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        char *slash;
-
-        if (len <= 0) {
-            snprintf(err, errsize, "cannot find my own path to locate verona-worker");
-            return -1;
-        }
-        self[len] = '\0';
-        slash = strrchr(self, '/');
-        *slash = '\0';
-        snprintf(pool->worker_path, sizeof(pool->worker_path), "%s/verona-worker", self);
-    }
-    if (access(pool->worker_path, X_OK) != 0) {
-        snprintf(err, errsize, "worker_binary: %s: %s", pool->worker_path, strerror(errno));
-        return -1;
-    }
-    pool_hash_binary(pool);
+    pool->build = build;
+    pool->good = build;
+    build_ref(build);
     while (environ[n] != NULL)
         n++;
     pool->env = calloc(n + 2, sizeof(char *));
@@ -673,4 +659,7 @@ void pool_fini(struct pool *pool)
         uv_close((uv_handle_t *)&pool->slots[s].timer, pool_on_timer_close);
     free(pool->env);
     pool->env = NULL;
+    build_unref(pool->build);
+    build_unref(pool->good);
+    pool->build = pool->good = NULL;
 }

@@ -13,6 +13,8 @@
 #include <uv.h>
 
 #include "../proto/control.h"
+#include "build.h"
+#include "rollout.h"
 
 #define POOL_SLOTS_MAX 128
 
@@ -63,6 +65,7 @@ struct pool_worker {
     int connections, in_flight, hash_queue;
     struct control_counters counters; /* from the last pong */
     char build_id[CONTROL_BUILD_ID_MAX];
+    struct build *build;         /* the binary and settings it runs (a reference) */
 };
 
 struct pool_slot {
@@ -81,15 +84,35 @@ struct pool {
     struct pool_worker *workers;   /* every process not yet freed */
     struct pool_slot slots[POOL_SLOTS_MAX];
     int target;
-    char worker_path[4096];
-    char binary_sha256[65];
+    struct build *build;           /* what empty slots are filled with */
+    struct build *good;            /* the last good build (rollback target) */
+    struct rollout rollout;
     char **env;                    /* owned: environ + VERONA_CONTROL_FD */
     uint64_t restarts[REASON_COUNT];
     struct control_counters gone;  /* counters of workers that exited */
 };
 
-/* Prepares the pool (no process yet). Returns 0 or -1 with a message. */
-int pool_init(struct pool *pool, struct supervisor *sup, char *err, size_t errsize);
+/* Prepares the pool (no process yet) with `build` (takes the reference).
+ * Returns 0 or -1 with a message. */
+int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, char *err, size_t errsize);
+
+/* Starts a replacement for `old` running `build`; the old worker drains
+ * once the new one is ready. Returns the new worker or NULL. */
+struct pool_worker *pool_replace(struct pool_worker *old, enum pool_reason reason, struct build *build);
+
+/* The build a replacement of `w` should run (its own, or the last good
+ * one while a rollback runs). */
+struct build *pool_build_for(const struct pool *pool, const struct pool_worker *w);
+
+/* Starts a worker of `build` in an empty `slot`. */
+struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *replaces, struct build *build);
+
+/* The worker serving `slot` (starting or ready, not draining), or NULL;
+ * when a replacement is starting, the replacement. */
+struct pool_worker *pool_slot_worker(struct pool *pool, int slot);
+
+/* Kills a worker (SIGKILL) for `reason`; `detail` is logged. */
+void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char *detail);
 
 /* Brings the pool to its target: spawns, drains, tells workers to accept.
  * Called after every event that may change what the pool needs. */

@@ -77,6 +77,50 @@ static void serve_on_stop_deadline(uv_timer_t *t)
     pool_stop(&sup->pool, 1);
 }
 
+int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
+{
+    struct config cfg;
+    struct build *build;
+    char cerr[CONFIG_ERROR_MAX];
+
+    if (sup->state != SUPERVISOR_RUNNING) {
+        snprintf(err, errsize, "stopping");
+        return 1;
+    }
+    if (rollout_active(&sup->pool)) {
+        snprintf(err, errsize, "rollout in progress");
+        return 1;
+    }
+    config_defaults(&cfg);
+    if ((sup->config_path[0] != '\0' && config_load_file(&cfg, sup->config_path, cerr, sizeof(cerr)) != 0) ||
+        config_finish(&cfg, cerr, sizeof(cerr)) != 0) {
+        snprintf(err, errsize, "config refused, pool unchanged: %s", cerr);
+        return 2;
+    }
+    if (strcmp(cfg.listen, sup->cfg.listen) != 0) {
+        snprintf(err, errsize, "config refused, pool unchanged: listen changed (%.64s -> %.64s): restart verona serve",
+                 sup->cfg.listen, cfg.listen);
+        return 2;
+    }
+    build = build_open(&cfg, cerr, sizeof(cerr));
+    if (build == NULL) {
+        snprintf(err, errsize, "reload refused, pool unchanged: %s", cerr);
+        return 1;
+    }
+    /* A scaled size survives a reload unless the file's `workers` changed. */
+    if (cfg.workers != sup->file_workers) {
+        sup->file_workers = cfg.workers;
+        sup->pool.target = cfg.workers;
+    }
+    log_emit(LOG_INFO, "reload", json_pack("{s:s, s:s, s:i}", "binary", build->path, "binary_sha256", build->sha256,
+                                           "workers", sup->pool.target));
+    if (rollout_start(&sup->pool, build, cerr, sizeof(cerr)) != 0) {
+        snprintf(err, errsize, "%s", cerr);
+        return 1;
+    }
+    return 0;
+}
+
 void supervisor_stop(struct supervisor *sup, int immediate, const char *why)
 {
     if (sup->state == SUPERVISOR_QUITTING || (sup->state == SUPERVISOR_STOPPING && !immediate))
@@ -84,6 +128,7 @@ void supervisor_stop(struct supervisor *sup, int immediate, const char *why)
     log_emit(LOG_INFO, "supervisor_stop", json_pack("{s:s, s:b}", "reason", why, "immediate", immediate));
     sup->state = immediate ? SUPERVISOR_QUITTING : SUPERVISOR_STOPPING;
     admin_stop(&sup->admin);
+    rollout_cancel_waiters(&sup->pool, "the supervisor is stopping");
     pool_stop(&sup->pool, immediate);
     uv_timer_start(&sup->stop_timer, serve_on_stop_deadline,
                    immediate ? SERVE_QUIT_GRACE_MS : (uint64_t)sup->cfg.drain_timeout_ms + 2000, 0);
@@ -104,17 +149,22 @@ static void serve_on_signal(uv_signal_t *s, int signum)
         supervisor_stop(sup, 1, "SIGQUIT");
         break;
     case SIGTTIN:
-        if (sup->state == SUPERVISOR_RUNNING && sup->pool.target < POOL_SLOTS_MAX)
-            pool_scale(&sup->pool, sup->pool.target + 1);
-        break;
     case SIGTTOU:
-        if (sup->state == SUPERVISOR_RUNNING && sup->pool.target > 1)
+        if (rollout_active(&sup->pool)) {
+            log_emit(LOG_WARN, "scale_refused", json_pack("{s:s}", "reason", "rollout in progress"));
+            break;
+        }
+        if (sup->state == SUPERVISOR_RUNNING && signum == SIGTTIN && sup->pool.target < POOL_SLOTS_MAX)
+            pool_scale(&sup->pool, sup->pool.target + 1);
+        if (sup->state == SUPERVISOR_RUNNING && signum == SIGTTOU && sup->pool.target > 1)
             pool_scale(&sup->pool, sup->pool.target - 1);
         break;
-    case SIGHUP:
-        log_emit(LOG_WARN, "reload_unavailable",
-                 json_pack("{s:s}", "message", "rolling reload is not built yet; the pool is unchanged"));
+    case SIGHUP: {
+        char err[CONFIG_ERROR_MAX + 64];
+        if (supervisor_reload(sup, err, sizeof(err)) != 0)
+            log_emit(LOG_WARN, "reload_refused", json_pack("{s:s}", "reason", err));
         break;
+    }
     default:
         break; /* SIGPIPE: a write error is handled where it happens */
     }
@@ -133,6 +183,7 @@ int serve_main(int argc, char **argv)
     struct supervisor *sup = &supervisor;
     const char *config_path = NULL;
     char err[CONFIG_ERROR_MAX];
+    struct build *build;
     int opt;
 
     optind = 1;
@@ -166,7 +217,9 @@ int serve_main(int argc, char **argv)
         fprintf(stderr, "verona serve: %s\n", err);
         return CLI_FAILED;
     }
-    if (pool_init(&sup->pool, sup, err, sizeof(err)) != 0) {
+    sup->file_workers = sup->cfg.workers;
+    build = build_open(&sup->cfg, err, sizeof(err));
+    if (build == NULL || pool_init(&sup->pool, sup, build, err, sizeof(err)) != 0) {
         fprintf(stderr, "verona serve: %s\n", err);
         return CLI_USAGE;
     }
@@ -187,7 +240,7 @@ int serve_main(int argc, char **argv)
     sup->started_ms = uv_now(sup->loop);
     log_emit(LOG_INFO, "supervisor_started",
              json_pack("{s:s, s:i, s:s, s:s, s:s}", "listen", sup->cfg.listen, "workers", sup->cfg.workers,
-                       "worker_binary", sup->pool.worker_path, "binary_sha256", sup->pool.binary_sha256,
+                       "worker_binary", build->path, "binary_sha256", build->sha256,
                        "admin_socket", sup->cfg.admin_socket));
     pool_reconcile(&sup->pool);
     uv_run(sup->loop, UV_RUN_DEFAULT);

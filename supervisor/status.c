@@ -45,14 +45,14 @@ json_t *status_json(struct supervisor *sup)
                                    "state", names[w->state], "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
                                    (json_int_t)((now - w->started_ms) / 1000), "requests", (json_int_t)n,
                                    "restarts", (json_int_t)pool->slots[slot].restarts, "build_id",
-                                   w->build_id, "binary_sha256", pool->binary_sha256));
+                                   w->build_id, "binary_sha256", w->build->sha256));
         }
         if (!shown && pool->slots[slot].in_backoff && slot < pool->target)
             json_array_append_new(
                 workers, json_pack("{s:i, s:i, s:s, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid", 0,
                                    "state", "backoff", "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
                                    (json_int_t)pool->slots[slot].restarts, "build_id", "", "binary_sha256",
-                                   pool->binary_sha256, "retry_in_ms",
+                                   pool->build->sha256, "retry_in_ms",
                                    (json_int_t)(pool->slots[slot].backoff_until_ms > now
                                                     ? pool->slots[slot].backoff_until_ms - now
                                                     : 0)));
@@ -63,10 +63,16 @@ json_t *status_json(struct supervisor *sup)
         json_t *by_reason = json_object();
         for (int r = 0; r < REASON_COUNT; r++)
             json_object_set_new(by_reason, pool_reason_names[r], json_integer((json_int_t)pool->restarts[r]));
-        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:n}", "workers", workers, "totals",
+        const struct rollout *r = &pool->rollout;
+        json_t *rollout = r->state == ROLLOUT_NONE
+                              ? json_null()
+                              : json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "state", rollout_state_names[r->state],
+                                          "from", r->from_sha, "to", r->to_sha, "slots_done", r->slots_done,
+                                          "slots_total", r->slots_total, "reason", r->reason);
+        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:o}", "workers", workers, "totals",
                          "workers", live, "target", pool->target, "ready", ready, "requests",
                          (json_int_t)requests, "restarts", (json_int_t)restarts, "restarts_by_reason",
-                         by_reason, "rollout");
+                         by_reason, "rollout", rollout);
     }
 }
 
@@ -107,12 +113,23 @@ char *status_table(struct supervisor *sup)
         len += (size_t)n;
     }
     totals = json_object_get(doc, "totals");
-    snprintf(out + len, cap - len, "workers %lld/%lld ready %lld requests %lld restarts %lld\nrollout: none\n",
-             (long long)json_integer_value(json_object_get(totals, "workers")),
-             (long long)json_integer_value(json_object_get(totals, "target")),
-             (long long)json_integer_value(json_object_get(totals, "ready")),
-             (long long)json_integer_value(json_object_get(totals, "requests")),
-             (long long)json_integer_value(json_object_get(totals, "restarts")));
+    len += (size_t)snprintf(out + len, cap - len, "workers %lld/%lld ready %lld requests %lld restarts %lld\n",
+                            (long long)json_integer_value(json_object_get(totals, "workers")),
+                            (long long)json_integer_value(json_object_get(totals, "target")),
+                            (long long)json_integer_value(json_object_get(totals, "ready")),
+                            (long long)json_integer_value(json_object_get(totals, "requests")),
+                            (long long)json_integer_value(json_object_get(totals, "restarts")));
+    row = json_object_get(doc, "rollout");
+    if (json_is_null(row))
+        snprintf(out + len, cap - len, "rollout: none\n");
+    else
+        snprintf(out + len, cap - len, "rollout: %s %.12s -> %.12s, %lld/%lld slots%s%s\n",
+                 json_string_value(json_object_get(row, "state")), json_string_value(json_object_get(row, "from")),
+                 json_string_value(json_object_get(row, "to")),
+                 (long long)json_integer_value(json_object_get(row, "slots_done")),
+                 (long long)json_integer_value(json_object_get(row, "slots_total")),
+                 json_string_length(json_object_get(row, "reason")) > 0 ? ": " : "",
+                 json_string_value(json_object_get(row, "reason")));
     json_decref(doc);
     return out;
 }

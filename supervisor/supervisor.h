@@ -29,7 +29,13 @@ struct supervisor {
     uv_timer_t stop_timer;      /* deadline of a graceful stop */
     enum supervisor_state state;
     uint64_t started_ms;
+    int file_workers;           /* `workers` as the file last said (scale survives reloads) */
 };
+
+/* Re-reads the config and starts a rolling restart onto the worker
+ * binary now on disk. Returns 0, or an exit code (1 refused, 2 bad
+ * config) with a message in err; the running pool is then untouched. */
+int supervisor_reload(struct supervisor *sup, char *err, size_t errsize);
 
 /* Starts a graceful stop (TERM, INT, `ctl stop`) or an immediate one. */
 void supervisor_stop(struct supervisor *sup, int immediate, const char *why);

@@ -45,6 +45,9 @@ void worker_control_ready(struct worker *w)
 
     if (!w->supervised || w->ready_sent)
         return;
+    /* Test-only: a build that never becomes ready (the rollout tests). */
+    if (getenv("VERONA_TEST_NEVER_READY") != NULL)
+        return;
     w->ready_sent = 1;
     memset(&msg, 0, sizeof(msg));
     msg.type = CONTROL_READY;

@@ -6,12 +6,14 @@
 #include <stdlib.h>
 
 Suite *fault_suite(void);
+Suite *rollout_suite(void);
 
 int main(void)
 {
     SRunner *sr = srunner_create(fault_suite());
     int failed;
 
+    srunner_add_suite(sr, rollout_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -269,8 +269,6 @@ START_TEST(signals_scale_the_pool)
     ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
     kill(c.pid, SIGTTOU);
     ck_assert_int_eq(cluster_wait_workers(&c, 1, 1, 15000), 0);
-    kill(c.pid, SIGHUP); /* reload is issue 4: it must not hurt the pool */
-    ck_assert_int_eq(cluster_wait_workers(&c, 1, 1, 5000), 0);
     cluster_stop(&c);
 }
 END_TEST

@@ -19,10 +19,9 @@ void cluster_pause_ms(int ms)
     poll(NULL, 0, ms);
 }
 
-int cluster_start(struct cluster *c, int workers, const char *extra_config, int wait_ready)
+void cluster_prepare(struct cluster *c, int workers, const char *extra_config)
 {
     static int counter;
-    char verona[512];
     FILE *f;
 
     memset(c, 0, sizeof(*c));
@@ -43,6 +42,13 @@ int cluster_start(struct cluster *c, int workers, const char *extra_config, int 
                "drain_timeout_ms = 5000\n%s\n",
             c->port, workers, harness_free_port(), extra_config != NULL ? extra_config : "");
     fclose(f);
+    c->workers = workers;
+}
+
+int cluster_launch(struct cluster *c, int wait_ready)
+{
+    char verona[512];
+
     snprintf(verona, sizeof(verona), "%s/verona", getenv("VERONA_BIN_DIR"));
     c->pid = fork();
     ck_assert_int_ge(c->pid, 0);
@@ -58,7 +64,13 @@ int cluster_start(struct cluster *c, int workers, const char *extra_config, int 
     }
     if (!wait_ready)
         return 0;
-    return cluster_wait_workers(c, workers, workers, 30000);
+    return cluster_wait_workers(c, c->workers, c->workers, 30000);
+}
+
+int cluster_start(struct cluster *c, int workers, const char *extra_config, int wait_ready)
+{
+    cluster_prepare(c, workers, extra_config);
+    return cluster_launch(c, wait_ready);
 }
 
 int cluster_signal_wait(struct cluster *c, int signal, int timeout_ms)

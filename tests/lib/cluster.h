@@ -14,7 +14,13 @@ struct cluster {
     char config_path[320];
     char socket_path[320];
     char log_path[320];
+    int workers;
 };
+
+/* The two halves of cluster_start: the folder and config, then the
+ * process (so a test can put files in c->dir first). */
+void cluster_prepare(struct cluster *c, int workers, const char *extra_config);
+int cluster_launch(struct cluster *c, int wait_ready);
 
 /* Starts `verona serve` with `workers` and extra config lines, and waits
  * until that many workers are ready (`wait_ready`). 0 or -1. */
