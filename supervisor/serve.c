@@ -64,8 +64,10 @@ static void serve_on_tick(uv_timer_t *t)
 {
     struct supervisor *sup = t->data;
 
-    if (sup->state == SUPERVISOR_RUNNING)
+    if (sup->state == SUPERVISOR_RUNNING) {
         pool_tick(&sup->pool);
+        notify_tick(&sup->notify, sup);
+    }
     serve_maybe_finish(sup);
 }
 
@@ -118,6 +120,7 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
         snprintf(err, errsize, "%s", cerr);
         return 1;
     }
+    notify_reloading(&sup->notify);
     return 0;
 }
 
@@ -128,6 +131,7 @@ void supervisor_stop(struct supervisor *sup, int immediate, const char *why)
     log_emit(LOG_INFO, "supervisor_stop", json_pack("{s:s, s:b}", "reason", why, "immediate", immediate));
     sup->state = immediate ? SUPERVISOR_QUITTING : SUPERVISOR_STOPPING;
     admin_stop(&sup->admin);
+    notify_stopping(&sup->notify);
     rollout_cancel_waiters(&sup->pool, "the supervisor is stopping");
     pool_stop(&sup->pool, immediate);
     uv_timer_start(&sup->stop_timer, serve_on_stop_deadline,
@@ -223,7 +227,8 @@ int serve_main(int argc, char **argv)
         fprintf(stderr, "verona serve: %s\n", err);
         return CLI_USAGE;
     }
-    if (admin_start(&sup->admin, sup, sup->cfg.admin_socket, err, sizeof(err)) != 0) {
+    if (admin_start(&sup->admin, sup, sup->cfg.admin_socket, err, sizeof(err)) != 0 ||
+        metrics_start(&sup->metrics, sup, sup->cfg.metrics_listen, err, sizeof(err)) != 0) {
         fprintf(stderr, "verona serve: %s\n", err);
         return CLI_FAILED;
     }
@@ -238,6 +243,7 @@ int serve_main(int argc, char **argv)
     uv_timer_start(&sup->tick, serve_on_tick, (uint64_t)sup->cfg.health_interval_ms,
                    (uint64_t)sup->cfg.health_interval_ms);
     sup->started_ms = uv_now(sup->loop);
+    notify_start(&sup->notify, sup);
     log_emit(LOG_INFO, "supervisor_started",
              json_pack("{s:s, s:i, s:s, s:s, s:s}", "listen", sup->cfg.listen, "workers", sup->cfg.workers,
                        "worker_binary", build->path, "binary_sha256", build->sha256,
@@ -249,6 +255,8 @@ int serve_main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++)
         uv_close((uv_handle_t *)&sup->signals[i], serve_on_close);
     uv_close((uv_handle_t *)&sup->tick, serve_on_close);
+    metrics_stop(&sup->metrics);
+    notify_stop(&sup->notify);
     uv_close((uv_handle_t *)&sup->stop_timer, serve_on_close);
     pool_fini(&sup->pool);
     uv_run(sup->loop, UV_RUN_DEFAULT);

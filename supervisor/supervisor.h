@@ -9,6 +9,8 @@
 
 #include "../proto/config.h"
 #include "admin.h"
+#include "metrics.h"
+#include "notify.h"
 #include "pool.h"
 
 enum supervisor_state {
@@ -24,6 +26,8 @@ struct supervisor {
     int listen_fd;              /* the shared listening socket (fd 3 in workers) */
     struct pool pool;
     struct admin admin;
+    struct metrics metrics;
+    struct notify notify;
     uv_signal_t signals[7];
     uv_timer_t tick;            /* health_interval_ms: pings, timeouts, memory */
     uv_timer_t stop_timer;      /* deadline of a graceful stop */

@@ -11,6 +11,7 @@ Suite *resilience_suite(void);
 Suite *sessions_suite(void);
 Suite *cli_suite(void);
 Suite *supervisor_suite(void);
+Suite *operability_suite(void);
 
 int main(void)
 {
@@ -22,6 +23,7 @@ int main(void)
     srunner_add_suite(sr, sessions_suite());
     srunner_add_suite(sr, cli_suite());
     srunner_add_suite(sr, supervisor_suite());
+    srunner_add_suite(sr, operability_suite());
     srunner_add_suite(sr, resilience_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -1,0 +1,354 @@
+/* supervisor/metrics.c - the Prometheus endpoint (supervisor/metrics.h).
+ * One request a connection: the request head is read (at most 8 KiB, 10 s),
+ * answered, and the connection closed.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../proto/config.h"
+#include "../proto/control.h"
+#include "memwatch.h"
+#include "supervisor.h"
+
+#define METRICS_REQUEST_MAX 8192
+#define METRICS_TIMEOUT_MS 10000
+
+struct metrics_buf {
+    char *data;
+    size_t len, cap;
+    int failed;
+};
+
+static void metrics_printf(struct metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->failed)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        {
+            size_t cap = (b->cap + (size_t)n) * 2;
+            char *bigger = realloc(b->data, cap);
+            if (bigger == NULL) {
+                b->failed = 1;
+                return;
+            }
+            b->data = bigger;
+            b->cap = cap;
+        }
+    }
+}
+
+static void metrics_header(struct metrics_buf *b, const char *name, const char *type, const char *help)
+{
+    metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *metrics_render(struct supervisor *sup)
+{
+    struct pool *pool = &sup->pool;
+    struct metrics_buf b = { malloc(16384), 0, 16384, 0 };
+    struct control_counters total = pool->gone;
+    int states[4] = { 0, 0, 0, 0 }, backoff = 0, db_up = 0, hash_queue = 0, connections = 0, in_flight = 0;
+    static const char *const state_names[] = { "starting", "ready", "draining" };
+
+    if (b.data == NULL)
+        return NULL;
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
+        const uint64_t *from = (const uint64_t *)&w->counters;
+        uint64_t *to = (uint64_t *)&total;
+
+        if (w->state == WORKER_EXITED)
+            continue;
+        for (size_t i = 0; i < sizeof(total) / sizeof(uint64_t); i++)
+            to[i] += from[i];
+        states[w->state]++;
+        db_up |= w->state == WORKER_READY && w->db_up;
+        hash_queue += w->hash_queue;
+        connections += w->connections;
+        in_flight += w->in_flight;
+    }
+    for (int s = 0; s < pool->target && s < POOL_SLOTS_MAX; s++)
+        backoff += pool->slots[s].in_backoff && pool_slot_worker(pool, s) == NULL;
+
+    metrics_header(&b, "verona_workers", "gauge", "Worker processes by state.");
+    for (int s = 0; s < 3; s++)
+        metrics_printf(&b, "verona_workers{state=\"%s\"} %d\n", state_names[s], states[s]);
+    metrics_printf(&b, "verona_workers{state=\"backoff\"} %d\n", backoff);
+    metrics_header(&b, "verona_workers_target", "gauge", "The pool size the supervisor keeps.");
+    metrics_printf(&b, "verona_workers_target %d\n", pool->target);
+
+    metrics_header(&b, "verona_restarts_total", "counter", "Workers replaced, by reason.");
+    for (int r = 0; r < REASON_COUNT; r++)
+        metrics_printf(&b, "verona_restarts_total{reason=\"%s\"} %llu\n", pool_reason_names[r],
+                       (unsigned long long)pool->restarts[r]);
+
+    metrics_header(&b, "verona_worker_rss_bytes", "gauge", "Resident memory of each worker, read from /proc.");
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
+        if (w->state != WORKER_EXITED)
+            metrics_printf(&b, "verona_worker_rss_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
+                           (unsigned long long)memwatch_rss_bytes(w->pid));
+
+    metrics_header(&b, "verona_requests_total", "counter", "HTTP requests answered, by route and status.");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int s = 0; s < CONTROL_STATUS_COUNT; s++) {
+            char code[8];
+            if (s < CONTROL_STATUS_COUNT - 1)
+                snprintf(code, sizeof(code), "%d", control_statuses[s]);
+            else
+                strcpy(code, "other");
+            if (total.requests[r][s] > 0)
+                metrics_printf(&b, "verona_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                               control_route_names[r], code, (unsigned long long)total.requests[r][s]);
+        }
+
+    metrics_header(&b, "verona_logins_total", "counter", "Login attempts by result.");
+    for (int i = 0; i < LOGIN_RESULT_COUNT; i++)
+        metrics_printf(&b, "verona_logins_total{result=\"%s\"} %llu\n", control_login_result_names[i],
+                       (unsigned long long)total.logins[i]);
+
+    metrics_header(&b, "verona_request_duration_seconds", "histogram", "Time from a request's first byte to its answer.");
+    for (int r = 0; r < ROUTE_COUNT; r++) {
+        uint64_t cumulative = 0;
+        for (int k = 0; k < CONTROL_LATENCY_BUCKETS; k++) {
+            cumulative += total.latency[r][k];
+            if (k < CONTROL_LATENCY_BUCKETS - 1)
+                metrics_printf(&b, "verona_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                               control_route_names[r], (double)control_latency_bounds_us[k] / 1e6,
+                               (unsigned long long)cumulative);
+            else
+                metrics_printf(&b, "verona_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                               control_route_names[r], (unsigned long long)cumulative);
+        }
+        metrics_printf(&b, "verona_request_duration_seconds_sum{route=\"%s\"} %.6f\n", control_route_names[r],
+                       (double)total.latency_sum_us[r] / 1e6);
+        metrics_printf(&b, "verona_request_duration_seconds_count{route=\"%s\"} %llu\n", control_route_names[r],
+                       (unsigned long long)cumulative);
+    }
+
+    metrics_header(&b, "verona_db_up", "gauge", "1 when a serving worker reaches PostgreSQL.");
+    metrics_printf(&b, "verona_db_up %d\n", db_up);
+    metrics_header(&b, "verona_hash_queue_depth", "gauge", "Password hashes queued or running, all workers.");
+    metrics_printf(&b, "verona_hash_queue_depth %d\n", hash_queue);
+    metrics_header(&b, "verona_connections_open", "gauge", "Client connections open, all workers.");
+    metrics_printf(&b, "verona_connections_open %d\n", connections);
+    metrics_header(&b, "verona_requests_in_flight", "gauge", "Requests being handled, all workers.");
+    metrics_printf(&b, "verona_requests_in_flight %d\n", in_flight);
+    metrics_header(&b, "verona_connections_accepted_total", "counter", "Client connections accepted.");
+    metrics_printf(&b, "verona_connections_accepted_total %llu\n", (unsigned long long)total.connections_accepted);
+
+    metrics_header(&b, "verona_rollouts_total", "counter", "Rollouts that ended, by result.");
+    metrics_printf(&b, "verona_rollouts_total{result=\"done\"} %llu\n", (unsigned long long)pool->rollout.count_done);
+    metrics_printf(&b, "verona_rollouts_total{result=\"rolled_back\"} %llu\n",
+                   (unsigned long long)pool->rollout.count_rolled_back);
+    metrics_header(&b, "verona_rollout_in_progress", "gauge", "1 while a rollout or rollback runs.");
+    metrics_printf(&b, "verona_rollout_in_progress %d\n", rollout_active(pool));
+
+    metrics_header(&b, "verona_build_info", "gauge", "The build the pool runs (last good).");
+    {
+        const char *build_id = "";
+        for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
+            if (w->build == pool->good && w->build_id[0] != '\0')
+                build_id = w->build_id;
+        metrics_printf(&b, "verona_build_info{build_id=\"%s\",binary_sha256=\"%s\"} 1\n", build_id, pool->good->sha256);
+    }
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* ---- the HTTP side ---- */
+
+struct metrics_client {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct metrics *m;
+    char in[METRICS_REQUEST_MAX + 1];
+    size_t len;
+    int handles;
+    int answered;
+};
+
+static void metrics_client_on_close(uv_handle_t *h)
+{
+    struct metrics_client *c = h->data;
+
+    if (--c->handles == 0)
+        free(c);
+}
+
+static void metrics_client_close(struct metrics_client *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    uv_close((uv_handle_t *)&c->tcp, metrics_client_on_close);
+    uv_close((uv_handle_t *)&c->timer, metrics_client_on_close);
+}
+
+static void metrics_on_write(uv_write_t *req, int status)
+{
+    struct metrics_client *c = req->data;
+
+    (void)status;
+    free(req);
+    metrics_client_close(c);
+}
+
+static void metrics_answer(struct metrics_client *c, int status, const char *reason, const char *type,
+                           const char *body)
+{
+    size_t blen = strlen(body);
+    int hlen;
+    uv_write_t *req;
+    char *out;
+    uv_buf_t buf;
+
+    c->answered = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    req = malloc(sizeof(*req) + 256 + blen);
+    if (req == NULL) {
+        metrics_client_close(c);
+        return;
+    }
+    out = (char *)(req + 1);
+    hlen = snprintf(out, 256, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                    status, reason, type, blen);
+    memcpy(out + hlen, body, blen);
+    req->data = c;
+    buf = uv_buf_init(out, (unsigned)((size_t)hlen + blen));
+    if (uv_write(req, (uv_stream_t *)&c->tcp, &buf, 1, metrics_on_write) != 0) {
+        free(req);
+        metrics_client_close(c);
+    }
+}
+
+static void metrics_handle(struct metrics_client *c)
+{
+    char method[16] = "", path[256] = "";
+    char *text;
+
+    if (sscanf(c->in, "%15s %255s HTTP/1.", method, path) != 2) {
+        metrics_answer(c, 400, "Bad Request", "text/plain", "malformed request\n");
+        return;
+    }
+    if (strcmp(path, "/metrics") != 0 && strncmp(path, "/metrics?", 9) != 0) {
+        metrics_answer(c, 404, "Not Found", "text/plain", "only /metrics here\n");
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        metrics_answer(c, 405, "Method Not Allowed", "text/plain", "GET only\n");
+        return;
+    }
+    text = metrics_render(c->m->sup);
+    if (text == NULL) {
+        metrics_answer(c, 503, "Service Unavailable", "text/plain", "out of memory\n");
+        return;
+    }
+    metrics_answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+    free(text);
+}
+
+static void metrics_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct metrics_client *c = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(c->in + c->len, (unsigned)(METRICS_REQUEST_MAX - c->len));
+}
+
+static void metrics_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct metrics_client *c = s->data;
+
+    (void)buf;
+    if (c->answered)
+        return;
+    if (nread < 0) {
+        metrics_client_close(c);
+        return;
+    }
+    c->len += (size_t)nread;
+    c->in[c->len] = '\0';
+    if (strstr(c->in, "\r\n\r\n") != NULL || strstr(c->in, "\n\n") != NULL)
+        metrics_handle(c);
+    else if (c->len == METRICS_REQUEST_MAX)
+        metrics_answer(c, 431, "Request Header Fields Too Large", "text/plain", "request head over 8 KiB\n");
+}
+
+static void metrics_on_timeout(uv_timer_t *t)
+{
+    metrics_client_close(t->data);
+}
+
+static void metrics_on_connection(uv_stream_t *server, int status)
+{
+    struct metrics *m = server->data;
+    struct metrics_client *c;
+
+    if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
+        return;
+    c->m = m;
+    uv_tcp_init(m->sup->loop, &c->tcp);
+    uv_timer_init(m->sup->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        metrics_client_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, metrics_on_timeout, METRICS_TIMEOUT_MS, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, metrics_on_alloc, metrics_on_read);
+}
+
+int metrics_start(struct metrics *m, struct supervisor *sup, const char *address, char *err, size_t errsize)
+{
+    struct sockaddr_storage ss;
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    m->sup = sup;
+    if (config_address_parse(address, &ss) != 0) {
+        snprintf(err, errsize, "metrics_listen: '%.64s' is not HOST:PORT", address);
+        return -1;
+    }
+    uv_tcp_init(sup->loop, &m->server);
+    m->server.data = m;
+    rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&m->server, 64, metrics_on_connection);
+    if (rc != 0) {
+        snprintf(err, errsize, "metrics_listen %.64s: %s", address, uv_strerror(rc));
+        uv_close((uv_handle_t *)&m->server, NULL);
+        return -1;
+    }
+    m->open = 1;
+    return 0;
+}
+
+void metrics_stop(struct metrics *m)
+{
+    if (!m->open)
+        return;
+    m->open = 0;
+    uv_close((uv_handle_t *)&m->server, NULL);
+}
