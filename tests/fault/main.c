@@ -7,6 +7,7 @@
 
 Suite *fault_suite(void);
 Suite *rollout_suite(void);
+Suite *proxy_suite(void);
 
 int main(void)
 {
@@ -14,6 +15,7 @@ int main(void)
     int failed;
 
     srunner_add_suite(sr, rollout_suite());
+    srunner_add_suite(sr, proxy_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
