@@ -108,8 +108,8 @@ fuzz: build/fuzz/fuzz_control
 	  build/fuzz/corpus tests/fuzz/seeds > build/fuzz/fuzz.log 2>&1; rc=$$?; \
 	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/fuzz.log; exit $$rc
 
-bench:
-	@echo "make bench: the benchmarks of SPEC.md section 7 are not written yet (issue 8)."
+bench: deps
+	sh bench/run.sh
 
 clean:
 	rm -rf build

@@ -1,0 +1,28 @@
+-- wrk script: POST /v1/login for a user picked in turn from USERS
+-- (bench0001 .. benchNNNN, password "bench password 1").
+local users = tonumber(os.getenv("USERS") or "1000")
+local counter = 0
+local thread_counter = 0
+
+function setup(thread)
+   thread:set("id", thread_counter)
+   thread_counter = thread_counter + 1
+end
+
+function init(args)
+   counter = (id or 0) * 500
+end
+
+function request()
+   counter = counter % users + 1
+   return wrk.format("POST", "/v1/login", { ["Content-Type"] = "application/json" },
+      string.format('{"username":"bench%04d","password":"bench password 1"}', counter))
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format("BENCH rate=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d failed=%d\n",
+      summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+      latency:percentile(99) / 1000, summary.requests,
+      e.connect + e.read + e.write + e.timeout + e.status))
+end

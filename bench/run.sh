@@ -1,0 +1,234 @@
+#!/bin/sh
+# `make bench`: measures Verona against this machine's own limits, all in
+# one run (SPEC.md section 7, issue 8): the Argon2 ceiling, pgbench on the
+# same primary-key select, nginx's fixed 200. Prints a table and writes
+# var/bench.json. Starts its own PostgreSQL and clusters, and removes
+# everything it started, whatever happens.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bin="$root/build/release/bin"
+cpus=$(nproc)
+ops=2
+mem=19456
+quick=${BENCH_QUICK:-0}          # 1: shorter runs (a smoke test of the bench itself)
+dur=10; short=5
+[ "$quick" = 1 ] && { dur=3; short=2; }
+
+make -s all >/dev/null
+mkdir -p build/bench var
+cc -O2 -Wall -Wextra -Werror -o build/bench/benchtool bench/benchtool.c -lsodium -lpthread
+
+tmp=$(mktemp -d /tmp/verona-bench.XXXXXX)
+chmod 755 "$tmp"
+pids=""
+cleanup() {
+    for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in $pids; do
+        i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    [ -f "$tmp/nginx/nginx.pid" ] && kill "$(cat "$tmp/nginx/nginx.pid")" 2>/dev/null || true
+    sh deploy/pg.sh stop "$tmp/pg" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+say() { printf '%s\n' "$*" >&2; }
+json=""
+table=""
+# figure NAME VALUE UNIT LIMIT TARGET_RATIO(or -) COMPARE(ge|le|-) NOTE
+record() {
+    name=$1 value=$2 unit=$3 limit=$4 target=$5 cmp=$6 note=${7:-}
+    ratio=$(awk -v v="$value" -v l="$limit" 'BEGIN { if (l + 0 > 0) printf "%.3f", v / l; else printf "-" }')
+    met="-"
+    if [ "$cmp" = ge ]; then met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r + 0 >= t + 0) ? "yes" : "NO" }'); fi
+    if [ "$cmp" = le ]; then met=$(awk -v v="$value" -v t="$target" 'BEGIN { print (v + 0 <= t + 0) ? "yes" : "NO" }'); fi
+    table="$table$(printf '%-46s %12s %-9s %12s %7s %9s %4s  %s' "$name" "$value" "$unit" "$limit" "$ratio" "$cmp$target" "$met" "$note")
+"
+    entry=$(printf '{"figure":"%s","value":%s,"unit":"%s","limit":%s,"ratio":%s,"target":"%s %s","met":"%s","note":"%s"}' \
+        "$name" "$value" "$unit" "$( [ "$limit" = - ] && echo null || echo "$limit")" \
+        "$( [ "$ratio" = - ] && echo null || echo "$ratio")" "$cmp" "$target" "$met" "$note")
+    json="${json:+$json,
+}  $entry"
+}
+
+field() { # field NAME "BENCH a=1 b=2" -> value
+    echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+# ---- PostgreSQL and data ----
+say "== PostgreSQL, 1000 users, 100000 tokens"
+export VERONA_PG_PORT=55434
+VERONA_DATABASE_URL=$(sh deploy/pg.sh start "$tmp/pg")
+export VERONA_DATABASE_URL
+"$bin/verona" migrate >/dev/null
+hash=$(build/bench/benchtool hash "bench password 1" $ops $mem)
+build/bench/benchtool tokens 100000 > "$tmp/tokens.tsv"
+cut -f1 "$tmp/tokens.tsv" > "$tmp/tokens-100000"
+head -n 10000 "$tmp/tokens-100000" > "$tmp/tokens-10000"
+head -n 1000 "$tmp/tokens-100000" > "$tmp/tokens-1000"
+psql -q "$VERONA_DATABASE_URL" -v hash="$hash" <<SQL >/dev/null
+INSERT INTO users (username, password_hash)
+     SELECT 'bench' || lpad(i::text, 4, '0'), :'hash' FROM generate_series(1, 1000) i;
+CREATE TABLE bench_tokens (n serial PRIMARY KEY, token text, hex text);
+\copy bench_tokens (token, hex) FROM '$tmp/tokens.tsv'
+INSERT INTO sessions (token_hash, user_id, expires_abs, idle_s)
+     SELECT decode(hex, 'hex'), (SELECT id FROM users ORDER BY id OFFSET (n % 1000) LIMIT 1),
+            now() + interval '12 hours', 1800
+       FROM bench_tokens;
+CREATE TABLE bench_keys AS SELECT n AS id, decode(hex, 'hex') AS token_hash FROM bench_tokens;
+ALTER TABLE bench_keys ADD PRIMARY KEY (id);
+ANALYZE;
+SQL
+
+# ---- clusters ----
+port_seq=18100
+cluster_start() { # cluster_start NAME WORKERS [EXTRA CONFIG LINES] -> sets port, sock, spid
+    name=$1 workers=$2 extra=${3:-}
+    port_seq=$((port_seq + 2))
+    port=$port_seq
+    dir="$tmp/$name"
+    mkdir -p "$dir"
+    sock="$dir/verona.sock"
+    printf 'listen = 127.0.0.1:%s\nworkers = %s\nadmin_socket = verona.sock\nmetrics_listen = 127.0.0.1:%s\n%s\n' \
+        "$port" "$workers" "$((port + 1))" "$extra" > "$dir/verona.conf"
+    "$bin/verona" serve -c "$dir/verona.conf" 2>"$dir/serve.log" &
+    spid=$!
+    pids="$pids $spid"
+    i=0
+    while [ $i -lt 300 ]; do
+        ready=$("$bin/verona" ctl -s "$sock" status --json 2>/dev/null | sed -n 's/.*"ready":\([0-9]*\).*/\1/p')
+        [ "${ready:-0}" = "$workers" ] && return 0
+        sleep 0.1; i=$((i + 1))
+    done
+    say "cluster $name did not become ready"; tail -n 20 "$dir/serve.log" >&2; exit 1
+}
+cluster_stop() {
+    "$bin/verona" ctl -s "$sock" stop >/dev/null 2>&1 || true
+    wait "$spid" 2>/dev/null || true
+}
+worker_rss_kib() { # the largest worker RSS in KiB
+    "$bin/verona" ctl -s "$sock" status --json | tr '{' '\n' | sed -n 's/.*"rss_bytes":\([0-9]*\).*/\1/p' |
+        sort -n | tail -n 1 | awk '{ printf "%d", $1 / 1024 }'
+}
+bench_wrk() { # bench_wrk CONNS SECONDS SCRIPT PATH [extra...] -> BENCH line
+    c=$1 d=$2 s=$3 p=$4; shift 4
+    wrk -t2 -c"$c" -d"${d}s" --timeout 10s -s "$s" "$@" "http://127.0.0.1:$port$p" 2>&1 | grep '^BENCH' || echo "BENCH rate=0 p50_ms=0 p99_ms=0 requests=0 failed=-1"
+}
+
+# ---- 1. logins against the Argon2 ceiling ----
+say "== Argon2 ceiling ($cpus threads)"
+set -- $(build/bench/benchtool ceiling "$cpus" "$short" $ops $mem)
+ceiling=$1 single_ms=$2
+record "argon2 ceiling (verifies/s, $cpus threads)" "$ceiling" "1/s" - - - "single verify ${single_ms} ms"
+
+say "== logins: $((2 * cpus)) clients over 1000 users"
+cluster_start logins "$cpus"
+out=$(USERS=1000 bench_wrk $((2 * cpus)) "$dur" bench/login.lua /v1/login)
+record "logins/s vs argon2 ceiling" "$(field rate "$out")" "1/s" "$ceiling" 0.9 ge "failed $(field failed "$out")"
+record "login p99 vs 4x single verify" "$(field p99_ms "$out")" "ms" "$(awk -v s="$single_ms" 'BEGIN { printf "%.2f", 4 * s }')" \
+    "$(awk -v s="$single_ms" 'BEGIN { printf "%.2f", 4 * s }')" le "p50 $(field p50_ms "$out") ms"
+
+# ---- 2. session checks against pgbench ----
+say "== session checks: 64 keep-alive connections over 10000 sessions"
+out=$(TOKENS_FILE="$tmp/tokens-10000" bench_wrk 64 "$dur" bench/session.lua /v1/session)
+session_rate=$(field rate "$out")
+session_failed=$(field failed "$out")
+printf '\\set id random(1, 10000)\nSELECT s.user_id, s.expires_abs, s.last_used FROM sessions s WHERE s.token_hash = (SELECT k.token_hash FROM bench_keys k WHERE k.id = :id);\n' > "$tmp/pgbench.sql"
+pgbench_tps=$(pgbench -n -M prepared -c 64 -j 2 -T "$dur" -f "$tmp/pgbench.sql" "$VERONA_DATABASE_URL" 2>/dev/null |
+    sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+record "session checks/s vs pgbench (same select)" "$session_rate" "1/s" "${pgbench_tps:-0}" 0.6 ge "failed $session_failed, p99 $(field p99_ms "$out") ms"
+half=$(awk -v r="${pgbench_tps:-0}" 'BEGIN { printf "%d", r / 2 }')
+pace=$(awk -v r="$half" 'BEGIN { if (r > 0) printf "%.3f", 64 * 1000 / r; else print 1000 }')
+out=$(PACE_MS="$pace" TOKENS_FILE="$tmp/tokens-10000" bench_wrk 64 "$dur" bench/session.lua /v1/session)
+record "session p99 at half pgbench's rate (paced)" "$(field p99_ms "$out")" "ms" - 5 le "offered ${half}/s, got $(field rate "$out")/s"
+
+# ---- 3. the HTTP ceiling: /healthz against nginx ----
+say "== /healthz against nginx's fixed 200"
+out=$(bench_wrk 64 "$short" bench/plain.lua /healthz)
+healthz_rate=$(field rate "$out")
+mkdir -p "$tmp/nginx"
+nport=$((port_seq + 50))
+printf 'worker_processes auto;\npid %s/nginx/nginx.pid;\nerror_log %s/nginx/error.log;\nevents { worker_connections 4096; }\nhttp { access_log off; server { listen 127.0.0.1:%s; location / { return 200 "ok"; } } }\n' \
+    "$tmp" "$tmp" "$nport" > "$tmp/nginx/nginx.conf"
+nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf"
+saved_port=$port; port=$nport
+out=$(bench_wrk 64 "$short" bench/plain.lua /)
+port=$saved_port
+kill "$(cat "$tmp/nginx/nginx.pid")" 2>/dev/null || true
+record "/healthz req/s vs nginx fixed 200" "$healthz_rate" "1/s" "$(field rate "$out")" 0.7 ge
+cluster_stop
+
+# ---- 4. memory ----
+say "== memory"
+cluster_start memory 1
+idle=$(worker_rss_kib)
+sup_rss=$(awk '{ printf "%d", $2 * 4 }' "/proc/$spid/statm")
+TOKENS_FILE="$tmp/tokens-10000" bench_wrk 16 "$short" bench/session.lua /v1/session >/dev/null
+warm=$(worker_rss_kib)
+n=0
+while [ "$n" -lt 100000 ]; do
+    out=$(TOKENS_FILE="$tmp/tokens-10000" bench_wrk 16 "$short" bench/session.lua /v1/session)
+    n=$((n + $(field requests "$out")))
+done
+after=$(worker_rss_kib)
+record "idle worker RSS" "$idle" "KiB" - 8192 le
+record "worker RSS growth over 100000 session checks" "$((after - warm))" "KiB" - 1024 le "warm ${warm} KiB, after ${after} KiB"
+record "supervisor RSS" "$sup_rss" "KiB" - - -
+cluster_stop
+
+# ---- 5. failures during operations, under load ----
+say "== failed requests during reload, scale, memory recycle, SIGKILL"
+cp "$bin/verona-worker" "$tmp/worker"
+cluster_start faults 4 "worker_binary = $tmp/worker
+probation_ms = 1000
+health_interval_ms = 200"
+TOKENS_FILE="$tmp/tokens-10000" bench_wrk 32 "$short" bench/session.lua /v1/session > "$tmp/out-steady"
+steady_p99=$(field p99_ms "$(cat "$tmp/out-steady")")
+cp "$bin/verona-worker" "$tmp/worker.new"; printf 'bench build' >> "$tmp/worker.new"; mv "$tmp/worker.new" "$tmp/worker"
+TOKENS_FILE="$tmp/tokens-10000" bench_wrk 32 "$((short + 4))" bench/session.lua /v1/session > "$tmp/out-reload" &
+w=$!; sleep 1; "$bin/verona" ctl -s "$sock" reload --wait >/dev/null || true; wait $w
+record "failed requests during reload of 4 workers" "$(field failed "$(cat "$tmp/out-reload")")" "requests" - 0 le
+TOKENS_FILE="$tmp/tokens-10000" bench_wrk 32 "$((short + 4))" bench/session.lua /v1/session > "$tmp/out-scale" &
+w=$!; sleep 1; "$bin/verona" ctl -s "$sock" scale 8 >/dev/null; sleep 2; "$bin/verona" ctl -s "$sock" scale 2 >/dev/null; wait $w
+record "failed requests during scale 4-8-2" "$(field failed "$(cat "$tmp/out-scale")")" "requests" - 0 le
+TOKENS_FILE="$tmp/tokens-10000" bench_wrk 32 "$short" bench/session.lua /v1/session > "$tmp/out-kill" &
+w=$!; sleep 1
+victim=$("$bin/verona" ctl -s "$sock" status --json | sed -n 's/.*"pid":\([0-9]*\),"state":"ready".*/\1/p' | head -n 1)
+kill -KILL "$victim" 2>/dev/null || true; wait $w
+record "failed requests when a worker is SIGKILLed" "$(field failed "$(cat "$tmp/out-kill")")" "requests" - 32 le "at most its connections (32 in all)"
+cluster_stop
+export VERONA_TEST_LEAK_KB=2   # test-only switch: every request keeps 2 KiB
+cluster_start leak 4 "memory_soft_limit_mb = 40
+health_interval_ms = 200"
+unset VERONA_TEST_LEAK_KB
+TOKENS_FILE="$tmp/tokens-10000" bench_wrk 32 "$dur" bench/session.lua /v1/session > "$tmp/out-leak"
+recycles=$("$bin/verona" ctl -s "$sock" status --json | sed -n 's/.*"memory":\([0-9]*\).*/\1/p')
+record "failed requests during memory recycling" "$(field failed "$(cat "$tmp/out-leak")")" "requests" - 0 le "$recycles memory recycles"
+record "p99 during memory recycling vs steady p99" "$(field p99_ms "$(cat "$tmp/out-leak")")" "ms" "$steady_p99" \
+    "$(awk -v s="$steady_p99" 'BEGIN { printf "%.3f", 2 * s }')" le
+cluster_stop
+
+# ---- 6. how the cost grows ----
+say "== scaling: workers and live sessions"
+for n in 1 2 4 8; do
+    cluster_start "curve$n" "$n"
+    out=$(USERS=1000 bench_wrk $((2 * cpus)) "$short" bench/login.lua /v1/login)
+    record "logins/s at $n workers" "$(field rate "$out")" "1/s" "$ceiling" - - "$cpus CPUs"
+    out=$(TOKENS_FILE="$tmp/tokens-10000" bench_wrk 64 "$short" bench/session.lua /v1/session)
+    record "session checks/s at $n workers" "$(field rate "$out")" "1/s" "${pgbench_tps:-0}" - - "$cpus CPUs: flat past $cpus workers"
+    cluster_stop
+done
+cluster_start sessions "$cpus"
+for s in 1000 10000 100000; do
+    out=$(TOKENS_FILE="$tmp/tokens-$s" bench_wrk 64 "$short" bench/session.lua /v1/session)
+    record "session checks/s over $s live sessions" "$(field rate "$out")" "1/s" "${pgbench_tps:-0}" - -
+done
+cluster_stop
+
+printf '[\n%s\n]\n' "$json" > var/bench.json
+printf '\n%-46s %12s %-9s %12s %7s %9s %4s  %s\n' figure value unit limit ratio target met note
+printf '%s' "$table"
+printf '\n(var/bench.json has the same figures; a target "ge" is on the ratio, "le" on the value)\n'
