@@ -268,6 +268,10 @@ int main(int argc, char **argv)
         return 1;
     }
     auth_json_secure_alloc();
+    /* Several workers accept on one socket: take one connection per loop
+     * turn, so a burst of connections spreads over the workers instead of
+     * piling onto whichever woke first (libuv's own switch for this). */
+    setenv("UV_TCP_SINGLE_ACCEPT", "1", 0);
     w->loop = uv_default_loop();
     uv_timer_init(w->loop, &w->drain_timer);
     w->drain_timer.data = w;
