@@ -148,6 +148,8 @@ static void account_on_password_set(void *arg, PGresult *res)
         route_error(ctx, 401, "invalid_credentials", "the old password is wrong", NULL);
         return;
     }
+    /* Every other session of the user ends at once on this worker too. */
+    session_cache_forget_user(&ctx->w->sessions, ctx->user_id);
     route_reply(ctx, 204, NULL, NULL);
 }
 

@@ -25,9 +25,20 @@ static const struct {
                          "FROM verona_login_begin($1, $2, $3, $4, $5, $6, $7, $8)", 8 },
     [DB_LOGIN_FAILED] = { "SELECT verona_login_failed($1, $2, $3)", 3 },
     [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_login_succeeded($1, $2, $3, $4, $5, $6, $7)"), 7 },
-    [DB_SESSION_GET] = { "SELECT user_id, username, " DB_RFC3339("expires_at")
-                         " FROM verona_session_get($1) WHERE user_id IS NOT NULL", 1 },
-    [DB_LOGOUT] = { "SELECT verona_logout($1, $2)", 2 },
+    /* The hot path: one indexed lookup, plain SQL. Column 3 says whether
+     * last_used is over a minute old (then DB_SESSION_TOUCH writes it). */
+    [DB_SESSION_GET] = { "SELECT s.user_id, u.username, "
+                         DB_RFC3339("least(s.expires_abs, CASE WHEN s.last_used < now() - interval '60 seconds' "
+                                    "THEN now() ELSE s.last_used END + make_interval(secs => s.idle_s))")
+                         ", s.last_used < now() - interval '60 seconds', "
+                         "extract(epoch FROM least(s.expires_abs, s.last_used + make_interval(secs => s.idle_s)))::bigint "
+                         "FROM sessions s JOIN users u ON u.id = s.user_id "
+                         "WHERE s.token_hash = $1 AND s.expires_abs > now() "
+                         "AND s.last_used + make_interval(secs => s.idle_s) > now()", 1 },
+    [DB_SESSION_TOUCH] = { "UPDATE sessions SET last_used = now() WHERE token_hash = $1", 1 },
+    /* The user (read in the statement's snapshot, before the delete) lets
+     * the worker drop every cached session of a logout-all. */
+    [DB_LOGOUT] = { "SELECT verona_logout($1, $2), (SELECT user_id FROM sessions WHERE token_hash = $1)", 2 },
     [DB_PASSWORD_BEGIN] = { "SELECT user_id, username, password_hash, wait_s "
                             "FROM verona_password_begin($1, $2, $3, $4, $5, $6, $7, $8) "
                             "WHERE user_id IS NOT NULL", 8 },

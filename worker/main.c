@@ -317,6 +317,7 @@ int main(int argc, char **argv)
     uv_run(w->loop, UV_RUN_DEFAULT);
     if (w->configured)
         db_free(&w->db);
+    session_cache_fini(&w->sessions);
     free(w->control_in);
     uv_loop_close(w->loop);
     log_emit(LOG_INFO, "worker_exit", NULL);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 typedef void (*route_handler)(struct route_ctx *ctx);
 
@@ -185,10 +186,37 @@ static void route_readyz(struct route_ctx *ctx)
         route_error(ctx, 503, "unavailable", "the database is not reachable", "Retry-After: 1\r\n");
 }
 
+static uint64_t route_now_ms(const struct route_ctx *ctx)
+{
+    return uv_now(ctx->w->loop);
+}
+
+static void route_session_answer(struct route_ctx *ctx)
+{
+    char headers[160];
+
+    snprintf(headers, sizeof(headers), "X-User-Id: %s\r\nX-Username: %s\r\n", ctx->user_id, ctx->username);
+    route_reply(ctx, 200, headers,
+                json_pack("{s:I, s:s, s:s}", "user_id", (json_int_t)strtoll(ctx->user_id, NULL, 10), "username",
+                          ctx->username, "expires_at", ctx->expires_at));
+}
+
+static void route_session_on_touched(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+
+    /* Never answer 2xx before the write is committed. */
+    if (!db_result_ok(res)) {
+        route_unavailable(ctx);
+        return;
+    }
+    route_session_answer(ctx);
+}
+
 static void route_session_on_result(void *arg, PGresult *res)
 {
     struct route_ctx *ctx = arg;
-    char headers[160];
+    struct db_query *q = &ctx->query;
 
     if (!db_result_ok(res)) {
         route_unavailable(ctx);
@@ -199,19 +227,36 @@ static void route_session_on_result(void *arg, PGresult *res)
                     "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
         return;
     }
-    snprintf(headers, sizeof(headers), "X-User-Id: %s\r\nX-Username: %s\r\n", PQgetvalue(res, 0, 0),
-             PQgetvalue(res, 0, 1));
-    route_reply(ctx, 200, headers,
-                json_pack("{s:I, s:s, s:s}", "user_id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-                          "username", PQgetvalue(res, 0, 1), "expires_at", PQgetvalue(res, 0, 2)));
+    snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(ctx->username, sizeof(ctx->username), "%s", PQgetvalue(res, 0, 1));
+    snprintf(ctx->expires_at, sizeof(ctx->expires_at), "%s", PQgetvalue(res, 0, 2));
+    session_cache_put(&ctx->w->sessions, ctx->token_hash, route_now_ms(ctx), ctx->user_id, ctx->username,
+                      ctx->expires_at, strtoll(PQgetvalue(res, 0, 4), NULL, 10));
+    if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+        /* Last use is written at most once a minute. */
+        q->statement = DB_SESSION_TOUCH;
+        q->cb = route_session_on_touched;
+        db_query_send(&ctx->w->db, q);
+        return;
+    }
+    route_session_answer(ctx);
 }
 
 static void route_session(struct route_ctx *ctx)
 {
     struct db_query *q = &ctx->query;
+    const struct session_cache_entry *hit;
 
     if (route_bearer(ctx) != 0)
         return;
+    hit = session_cache_get(&ctx->w->sessions, ctx->token_hash, route_now_ms(ctx), (int64_t)time(NULL));
+    if (hit != NULL) {
+        snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", hit->user_id);
+        snprintf(ctx->username, sizeof(ctx->username), "%s", hit->username);
+        snprintf(ctx->expires_at, sizeof(ctx->expires_at), "%s", hit->expires_at);
+        route_session_answer(ctx);
+        return;
+    }
     q->statement = DB_SESSION_GET;
     q->nparams = 1;
     q->values[0] = (const char *)ctx->token_hash;
@@ -230,6 +275,10 @@ static void route_logout_on_result(void *arg, PGresult *res)
         route_unavailable(ctx);
         return;
     }
+    /* Revocation takes effect at once on this worker. */
+    session_cache_forget(&ctx->w->sessions, ctx->token_hash);
+    if (ctx->flag && !PQgetisnull(res, 0, 1))
+        session_cache_forget_user(&ctx->w->sessions, PQgetvalue(res, 0, 1));
     if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
         route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
                     "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");

@@ -28,6 +28,7 @@ struct route_ctx {
     char user_id[24];
     char numbers[6][16];                  /* integer query parameters */
     char result[16];                      /* audit result text */
+    char expires_at[32];                  /* RFC 3339, for the session answer */
     int step;
     int flag;
 };

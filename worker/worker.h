@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "db.h"
 #include "http.h"
+#include "session_cache.h"
 
 struct worker {
     uv_loop_t *loop;
@@ -38,6 +39,7 @@ struct worker {
     int ready_sent;
     uv_timer_t drain_timer;
     struct control_counters counters;
+    struct session_cache sessions;
 };
 
 /* Applies the settings: hashing, database pool, HTTP server (on the

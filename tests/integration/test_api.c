@@ -156,6 +156,8 @@ START_TEST(logout_all_ends_every_session)
     harness_register(worker.port, name, GOOD_PASSWORD);
     ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, t1, NULL), 200);
     ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, t2, NULL), 200);
+    snprintf(header, sizeof(header), "Authorization: Bearer %s\r\n", t2);
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 200); /* cached */
     harness_post_json(worker.port, "/v1/logout", t1, "{\"all\": \"yes\"}", r);
     assert_error(400, "invalid_request");
     ck_assert_int_eq(harness_post_json(worker.port, "/v1/logout", t1, "{\"all\": true}", r), 204);
@@ -204,6 +206,9 @@ START_TEST(password_change)
     harness_register(worker.port, name, GOOD_PASSWORD);
     ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, t1, NULL), 200);
     ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, t2, NULL), 200);
+    /* t2 is checked once, so this worker holds it in its session cache. */
+    snprintf(header, sizeof(header), "Authorization: Bearer %s\r\n", t2);
+    ck_assert_int_eq(harness_request(worker.port, "GET", "/v1/session", header, NULL, r), 200);
 
     harness_post_json(worker.port, "/v1/password", t1,
                       "{\"old_password\":\"wrong wrong wrong\",\"new_password\":\"" OTHER_PASSWORD "\"}", r);

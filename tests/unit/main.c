@@ -8,6 +8,7 @@ Suite *password_suite(void);
 Suite *address_suite(void);
 Suite *auth_suite(void);
 Suite *control_suite(void);
+Suite *session_cache_suite(void);
 
 int main(void)
 {
@@ -21,6 +22,7 @@ int main(void)
     srunner_add_suite(sr, address_suite());
     srunner_add_suite(sr, auth_suite());
     srunner_add_suite(sr, control_suite());
+    srunner_add_suite(sr, session_cache_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

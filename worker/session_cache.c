@@ -1,0 +1,76 @@
+/* worker/session_cache.c - see worker/session_cache.h. */
+#include "session_cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct session_cache_entry *session_cache_slot(struct session_cache *cache, const unsigned char *hash)
+{
+    uint32_t index;
+
+    if (cache->entries == NULL) {
+        /* calloc: pages are only touched (and counted in RSS) as used. */
+        cache->entries = calloc(SESSION_CACHE_SLOTS, sizeof(*cache->entries));
+        if (cache->entries == NULL)
+            return NULL;
+    }
+    /* The key is a BLAKE2b hash already: its bytes are uniform. */
+    memcpy(&index, hash, sizeof(index));
+    return &cache->entries[index % SESSION_CACHE_SLOTS];
+}
+
+const struct session_cache_entry *session_cache_get(struct session_cache *cache, const unsigned char *hash,
+                                                    uint64_t now_ms, int64_t now_epoch)
+{
+    struct session_cache_entry *e = session_cache_slot(cache, hash);
+
+    if (e == NULL || e->fetched_ms == 0 || memcmp(e->token_hash, hash, sizeof(e->token_hash)) != 0 ||
+        now_ms - e->fetched_ms >= SESSION_CACHE_TTL_MS || now_epoch >= e->expires_epoch) {
+        cache->misses++;
+        return NULL;
+    }
+    cache->hits++;
+    return e;
+}
+
+void session_cache_put(struct session_cache *cache, const unsigned char *hash, uint64_t now_ms,
+                       const char *user_id, const char *username, const char *expires_at, int64_t expires_epoch)
+{
+    struct session_cache_entry *e = session_cache_slot(cache, hash);
+
+    if (e == NULL)
+        return;
+    memcpy(e->token_hash, hash, sizeof(e->token_hash));
+    e->fetched_ms = now_ms > 0 ? now_ms : 1;
+    e->expires_epoch = expires_epoch;
+    snprintf(e->user_id, sizeof(e->user_id), "%s", user_id);
+    snprintf(e->username, sizeof(e->username), "%s", username);
+    snprintf(e->expires_at, sizeof(e->expires_at), "%s", expires_at);
+}
+
+void session_cache_forget(struct session_cache *cache, const unsigned char *hash)
+{
+    struct session_cache_entry *e;
+
+    if (cache->entries == NULL)
+        return;
+    e = session_cache_slot(cache, hash);
+    if (memcmp(e->token_hash, hash, sizeof(e->token_hash)) == 0)
+        e->fetched_ms = 0;
+}
+
+void session_cache_forget_user(struct session_cache *cache, const char *user_id)
+{
+    if (cache->entries == NULL)
+        return;
+    for (size_t i = 0; i < SESSION_CACHE_SLOTS; i++)
+        if (cache->entries[i].fetched_ms != 0 && strcmp(cache->entries[i].user_id, user_id) == 0)
+            cache->entries[i].fetched_ms = 0;
+}
+
+void session_cache_fini(struct session_cache *cache)
+{
+    free(cache->entries);
+    cache->entries = NULL;
+}
