@@ -81,6 +81,7 @@ INSERT INTO sessions (token_hash, user_id, expires_abs, idle_s)
 CREATE TABLE bench_keys AS SELECT n AS id, decode(hex, 'hex') AS token_hash FROM bench_tokens;
 ALTER TABLE bench_keys ADD PRIMARY KEY (id);
 ANALYZE;
+CHECKPOINT;
 SQL
 
 # ---- clusters ----
@@ -126,6 +127,7 @@ record "argon2 ceiling (verifies/s, $cpus threads)" "$ceiling" "1/s" - - - "sing
 
 say "== logins: $((2 * cpus)) clients over 1000 users"
 cluster_start logins "$cpus"
+USERS=1000 bench_wrk $((2 * cpus)) 2 bench/login.lua /v1/login >/dev/null   # warm-up: first logins write known_addresses
 out=$(USERS=1000 bench_wrk $((2 * cpus)) "$dur" bench/login.lua /v1/login)
 record "logins/s vs argon2 ceiling" "$(field rate "$out")" "1/s" "$ceiling" 0.9 ge "failed $(field failed "$out")"
 record "login p99 vs 4x single verify" "$(field p99_ms "$out")" "ms" "$(awk -v s="$single_ms" 'BEGIN { printf "%.2f", 4 * s }')" \
@@ -165,6 +167,8 @@ cluster_stop
 say "== memory"
 cluster_start memory 1
 idle=$(worker_rss_kib)
+wpid=$("$bin/verona" ctl -s "$sock" status --json | sed -n 's/.*"pid":\([0-9]*\),"state".*/\1/p' | head -n 1)
+uss=$(awk '/^Private_(Clean|Dirty):/ { kib += $2 } END { printf "%d", kib }' "/proc/$wpid/smaps_rollup")
 sup_rss=$(awk '{ printf "%d", $2 * 4 }' "/proc/$spid/statm")
 TOKENS_FILE="$tmp/tokens-10000" bench_wrk 16 "$short" bench/session.lua /v1/session >/dev/null
 warm=$(worker_rss_kib)
@@ -174,7 +178,8 @@ while [ "$n" -lt 100000 ]; do
     n=$((n + $(field requests "$out")))
 done
 after=$(worker_rss_kib)
-record "idle worker RSS" "$idle" "KiB" - 8192 le
+record "idle worker RSS" "$idle" "KiB" - 8192 le "most is shared library pages (libpq pulls in gnutls, krb5, libcrypto)"
+record "idle worker private memory (USS)" "$uss" "KiB" - 8192 le "what one more worker really costs"
 record "worker RSS growth over 100000 session checks" "$((after - warm))" "KiB" - 1024 le "warm ${warm} KiB, after ${after} KiB"
 record "supervisor RSS" "$sup_rss" "KiB" - - -
 cluster_stop
