@@ -55,7 +55,7 @@ int ctl_main(int argc, char **argv)
     struct sockaddr_un sun;
     struct config cfg;
     size_t len = 0, rlen = 0;
-    int opt, fd, code;
+    int opt, fd, code, wait = 0;
 
     optind = 1;
     while ((opt = getopt(argc, argv, "+s:c:h")) != -1) {
@@ -90,6 +90,7 @@ int ctl_main(int argc, char **argv)
         return CLI_USAGE;
     }
     request[rlen++] = '\n';
+    wait = argc - optind == 2 && strcmp(argv[optind + 1], "--wait") == 0;
 
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -114,7 +115,7 @@ int ctl_main(int argc, char **argv)
         struct pollfd p = { fd, POLLIN, 0 };
         ssize_t n;
         /* reload --wait lasts as long as the rollout; everything else answers at once. */
-        int timeout = strstr(request, "--wait") != NULL ? -1 : CTL_TIMEOUT_MS;
+        int timeout = wait ? -1 : CTL_TIMEOUT_MS;
 
         if (poll(&p, 1, timeout) <= 0) {
             fprintf(stderr, "verona ctl: no answer from %s within %d s\n", socket_path, CTL_TIMEOUT_MS / 1000);

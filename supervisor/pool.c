@@ -349,8 +349,9 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
 {
     struct pool_worker *w = proc->data;
     struct pool *pool = w->pool;
-    int planned = w->state == WORKER_DRAINING && !w->killed;
-
+    enum pool_worker_state was = w->state;
+    int planned = was == WORKER_DRAINING && !w->killed;
+    int was_surge = w->replaces != NULL;
     enum pool_reason reason = w->kill_reason >= 0 ? (enum pool_reason)w->kill_reason : REASON_CRASH;
 
     log_emit(planned ? LOG_INFO : LOG_WARN, "worker_exit",
@@ -361,8 +362,17 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
                                                               : "crash",
                        "uptime_ms",
                        (json_int_t)(pool_now_ms(pool) - w->started_ms)));
+    /* Reaped: from here on nothing may signal this pid again. */
+    w->state = WORKER_EXITED;
+    if (w->replaces != NULL) {
+        w->replaces->being_replaced = 0;
+        w->replaces = NULL;
+    }
     pool_counters_add(&pool->gone, &w->counters);
     pool_count_restart(pool, w, reason);
+    /* Drained on purpose, or already being replaced: its slot is served. */
+    if (pool->sup->state == SUPERVISOR_RUNNING && was != WORKER_DRAINING && !w->being_replaced && !was_surge)
+        pool_slot_backoff(pool, w, exit_status);
     if (!planned) {
         char detail[96];
         if (term_signal != 0)
@@ -371,15 +381,6 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
             snprintf(detail, sizeof(detail), "exited with status %lld", (long long)exit_status);
         rollout_on_exit(pool, w, planned, detail);
     }
-    /* Drained on purpose, or already being replaced: its slot is served. */
-    if (pool->sup->state == SUPERVISOR_RUNNING && w->state != WORKER_DRAINING && !w->being_replaced &&
-        w->replaces == NULL && !rollout_active(pool))
-        pool_slot_backoff(pool, w, exit_status);
-    if (w->replaces != NULL) {
-        w->replaces->being_replaced = 0;
-        w->replaces = NULL;
-    }
-    w->state = WORKER_EXITED;
     uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
     if (!uv_is_closing((uv_handle_t *)&w->control))
         uv_close((uv_handle_t *)&w->control, pool_on_handle_close);
@@ -445,12 +446,18 @@ struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *
         /* Counts as a crash of the slot, so a missing binary backs off. */
         w->state = WORKER_EXITED;
         pool_count_restart(pool, w, REASON_CRASH);
-        pool_slot_backoff(pool, w, 1);
+        if (replaces == NULL)
+            pool_slot_backoff(pool, w, 1);
         if (replaces != NULL)
             replaces->being_replaced = 0;
         w->replaces = NULL;
         uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
         uv_close((uv_handle_t *)&w->control, pool_on_handle_close);
+        {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "could not be started: %s", uv_strerror(rc));
+            rollout_on_exit(pool, w, 0, detail); /* a build that cannot even start halts its rollout */
+        }
         return NULL;
     }
     w->pid = w->process.pid;

@@ -84,6 +84,7 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
     struct config cfg;
     struct build *build;
     char cerr[CONFIG_ERROR_MAX];
+    int old_target;
 
     if (sup->state != SUPERVISOR_RUNNING) {
         snprintf(err, errsize, "stopping");
@@ -109,17 +110,19 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
         snprintf(err, errsize, "reload refused, pool unchanged: %s", cerr);
         return 1;
     }
-    /* A scaled size survives a reload unless the file's `workers` changed. */
-    if (cfg.workers != sup->file_workers) {
-        sup->file_workers = cfg.workers;
+    /* A scaled size survives a reload unless the file's `workers` changed;
+     * a refused reload changes nothing, the size included. */
+    old_target = sup->pool.target;
+    if (cfg.workers != sup->file_workers)
         sup->pool.target = cfg.workers;
-    }
     log_emit(LOG_INFO, "reload", json_pack("{s:s, s:s, s:i}", "binary", build->path, "binary_sha256", build->sha256,
                                            "workers", sup->pool.target));
     if (rollout_start(&sup->pool, build, cerr, sizeof(cerr)) != 0) {
+        sup->pool.target = old_target;
         snprintf(err, errsize, "%s", cerr);
         return 1;
     }
+    sup->file_workers = cfg.workers;
     notify_reloading(&sup->notify);
     return 0;
 }

@@ -28,7 +28,7 @@ cleanup() {
         done
         [ -f "$pgdir/postgres.log" ] && { echo "== postgres.log"; tail -n 20 "$pgdir/postgres.log"; }
     fi
-    rm -rf "$tmp"
+    [ -n "${VERONA_KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
     exit "$status"
 }
 trap cleanup EXIT INT TERM

@@ -55,10 +55,9 @@ static void account_on_register_hashed(struct auth_job *job)
     }
     memset(q, 0, sizeof(*q));
     q->statement = DB_REGISTER;
-    q->nparams = 3;
+    q->nparams = 2;
     q->values[0] = ctx->username;
     q->values[1] = job->new_hash;
-    q->values[2] = ctx->address;
     q->cb = account_on_registered;
     q->arg = ctx;
     db_query_send(&ctx->w->db, q);
@@ -148,6 +147,10 @@ static void account_on_password_set(void *arg, PGresult *res)
         route_error(ctx, 401, "invalid_credentials", "the old password is wrong", NULL);
         return;
     }
+    if (ctx->step == 3) {
+        route_error(ctx, 400, "weak_password", "the new password is too easy to guess", NULL);
+        return;
+    }
     /* Every other session of the user ends at once on this worker too. */
     session_cache_forget_user(&ctx->w->sessions, ctx->user_id);
     route_reply(ctx, 204, NULL, NULL);
@@ -169,25 +172,32 @@ static void account_on_password_hashed(struct auth_job *job)
         /* A wrong old password is a failed login for this user and address. */
         ctx->step = 2;
         q->statement = DB_LOGIN_FAILED;
-        q->nparams = 3;
-        q->values[0] = ctx->username;
-        q->values[1] = ctx->address;
-        q->values[2] = "bad_password";
+        q->nparams = 4;
+        q->values[0] = ctx->attempt_id;
+        q->values[1] = ctx->username;
+        q->values[2] = ctx->address;
+        q->values[3] = "bad_password";
         db_query_send(&ctx->w->db, q);
         return;
     }
     if (job->weak) {
-        route_error(ctx, 400, "weak_password", "the new password is too easy to guess", NULL);
+        /* The old password was right: this attempt is no failure. */
+        ctx->step = 3;
+        q->statement = DB_ATTEMPT_CANCEL;
+        q->nparams = 1;
+        q->values[0] = ctx->attempt_id;
+        db_query_send(&ctx->w->db, q);
         return;
     }
     ctx->step = 1;
     q->statement = DB_PASSWORD_SET;
-    q->nparams = 3;
-    q->values[0] = ctx->user_id;
-    q->values[1] = (const char *)ctx->token_hash;
-    q->lengths[1] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[1] = 1;
-    q->values[2] = job->new_hash;
+    q->nparams = 4;
+    q->values[0] = ctx->attempt_id;
+    q->values[1] = ctx->user_id;
+    q->values[2] = (const char *)ctx->token_hash;
+    q->lengths[2] = AUTH_TOKEN_HASH_BYTES;
+    q->formats[2] = 1;
+    q->values[3] = job->new_hash;
     db_query_send(&ctx->w->db, q);
 }
 
@@ -213,6 +223,7 @@ static void account_on_password_begin(void *arg, PGresult *res)
         route_throttled(ctx, wait_s);
         return;
     }
+    snprintf(ctx->attempt_id, sizeof(ctx->attempt_id), "%s", PQgetvalue(res, 0, 4));
     snprintf(job->stored_hash, sizeof(job->stored_hash), "%s", PQgetvalue(res, 0, 2));
     snprintf(job->username, sizeof(job->username), "%s", ctx->username);
     /* The strength check (username included) runs after the verify, in the job. */

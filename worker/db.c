@@ -13,6 +13,10 @@
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 2000
+/* A connect or a query that takes longer is given up (its request gets a
+ * 503) and the connection is rebuilt: a server that vanished silently
+ * (failover, partition, a stopped host) must not hang requests. */
+#define DB_DEADLINE_MS 5000
 #define DB_RFC3339(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* The statements, prepared on every connection as "s<index>". */
@@ -21,10 +25,12 @@ static const struct {
     int nparams;
 } db_statements[DB_STATEMENT_COUNT] = {
     [DB_SCHEMA_VERSION] = { "SELECT coalesce(max(version), 0) FROM schema_migrations", 0 },
-    [DB_LOGIN_BEGIN] = { "SELECT wait_s, user_id, password_hash, locked "
-                         "FROM verona_login_begin($1, $2, $3, $4, $5, $6, $7, $8)", 8 },
-    [DB_LOGIN_FAILED] = { "SELECT verona_login_failed($1, $2, $3)", 3 },
-    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_login_succeeded($1, $2, $3, $4, $5, $6, $7)"), 7 },
+    /* An attempt is checked and counted in one locked statement (002_attempts.sql). */
+    [DB_LOGIN_BEGIN] = { "SELECT wait_s, user_id, password_hash, locked, attempt_id "
+                         "FROM verona_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8)", 8 },
+    [DB_LOGIN_FAILED] = { "SELECT verona_attempt_failed($1, $2, $3, $4)", 4 },
+    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded($1, $2, $3, $4, $5, $6, $7, $8)"), 8 },
+    [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },
     /* The hot path: one indexed lookup, plain SQL. Column 3 says whether
      * last_used is over a minute old (then DB_SESSION_TOUCH writes it). */
     [DB_SESSION_GET] = { "SELECT s.user_id, u.username, "
@@ -39,12 +45,12 @@ static const struct {
     /* The user (read in the statement's snapshot, before the delete) lets
      * the worker drop every cached session of a logout-all. */
     [DB_LOGOUT] = { "SELECT verona_logout($1, $2), (SELECT user_id FROM sessions WHERE token_hash = $1)", 2 },
-    [DB_PASSWORD_BEGIN] = { "SELECT user_id, username, password_hash, wait_s "
-                            "FROM verona_password_begin($1, $2, $3, $4, $5, $6, $7, $8) "
+    [DB_PASSWORD_BEGIN] = { "SELECT user_id, username, password_hash, wait_s, attempt_id "
+                            "FROM verona_password_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) "
                             "WHERE user_id IS NOT NULL", 8 },
-    [DB_PASSWORD_SET] = { "SELECT verona_password_set($1, $2, $3)", 3 },
-    [DB_REGISTER_WAIT] = { "SELECT verona_register_wait($1)", 1 },
-    [DB_REGISTER] = { "SELECT verona_register($1, $2, $3)", 3 },
+    [DB_PASSWORD_SET] = { "SELECT verona_password_attempt_set($1, $2, $3, $4)", 4 },
+    [DB_REGISTER_WAIT] = { "SELECT verona_register_attempt($1)", 1 },
+    [DB_REGISTER] = { "SELECT verona_register_user($1, $2)", 2 },
     [DB_SWEEP] = { "SELECT verona_sweep($1, $2)", 2 },
 };
 
@@ -163,6 +169,7 @@ static void db_conn_lost(struct db_conn *c, const char *why)
     struct db *db = c->db;
     struct db_query *q = c->query;
 
+    uv_timer_stop(&c->retry);
     /* Log a connection that was up going down, and the first failed
      * attempt of a series; the retries that follow would only repeat it. */
     if (!db->closing && (db_state_is_up(c->state) || c->backoff_ms <= DB_BACKOFF_MIN_MS))
@@ -188,6 +195,21 @@ static void db_conn_lost(struct db_conn *c, const char *why)
 static void db_conn_on_retry(uv_timer_t *t)
 {
     db_conn_connect(t->data);
+}
+
+static void db_conn_fail(struct db_conn *c, const char *why);
+
+static void db_conn_on_deadline(uv_timer_t *t)
+{
+    struct db_conn *c = t->data;
+
+    db_conn_fail(c, c->state == DB_CONN_CONNECTING ? "connect timed out" : "query timed out");
+}
+
+/* The retry timer doubles as the deadline while a connection works. */
+static void db_conn_arm_deadline(struct db_conn *c)
+{
+    uv_timer_start(&c->retry, db_conn_on_deadline, DB_DEADLINE_MS, 0);
 }
 
 static void db_conn_schedule_retry(struct db_conn *c)
@@ -219,6 +241,7 @@ static void db_conn_prepare_next(struct db_conn *c)
 
     if (c->prepared == DB_STATEMENT_COUNT) {
         c->backoff_ms = DB_BACKOFF_MIN_MS;
+        uv_timer_stop(&c->retry);
         db_conn_set_state(c, DB_CONN_IDLE);
         db_dispatch(c->db);
         return;
@@ -242,6 +265,7 @@ static void db_conn_connect(struct db_conn *c)
     }
     PQsetnonblocking(c->pg, 1);
     db_conn_set_state(c, DB_CONN_CONNECTING);
+    db_conn_arm_deadline(c);
     if (db_conn_watch(c, UV_WRITABLE) != 0)
         db_conn_fail(c, "cannot watch the connection's socket");
 }
@@ -340,6 +364,7 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
 
         c->query = NULL;
         c->result = NULL;
+        uv_timer_stop(&c->retry);
         db_conn_set_state(c, DB_CONN_IDLE);
         q->cb(q->arg, res);
         PQclear(res);
@@ -362,6 +387,7 @@ static int db_conn_send(struct db_conn *c, struct db_query *q)
         return -1;
     c->query = q;
     db_conn_set_state(c, DB_CONN_BUSY);
+    db_conn_arm_deadline(c);
     if (PQflush(c->pg) == 1)
         db_conn_watch(c, UV_READABLE | UV_WRITABLE);
     return 0;

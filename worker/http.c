@@ -497,6 +497,9 @@ static void http_conn_process(struct http_conn *c)
             break;
         }
     }
+    /* The peer is done and everything it sent is answered. */
+    if (c->peer_done && c->state == HTTP_CONN_IDLE && c->in_len == 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
+        http_conn_close(c);
     /* Read more while there is room, also during a request (pipelining). */
     if (!c->reading && !c->peer_done && c->in_len < HTTP_IN_MAX && c->state != HTTP_CONN_CLOSING &&
         !uv_is_closing((uv_handle_t *)&c->tcp))
@@ -525,8 +528,10 @@ static void http_conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t
         uv_read_stop(stream);
         c->reading = 0;
         c->peer_done = 1;
-        if (c->state == HTTP_CONN_HANDLING && nread == UV_EOF)
-            c->close_after_write = 1;
+        /* A half-close still gets answers to what it sent (pipelined
+         * requests included); the connection closes once they are out. */
+        if (nread == UV_EOF && (c->state == HTTP_CONN_HANDLING || c->in_len > 0))
+            http_conn_process(c);
         else
             http_conn_close(c);
         return;

@@ -39,10 +39,11 @@ static void login_record_failure(struct route_ctx *ctx, const char *result)
     ctx->step = 2;
     memset(q, 0, sizeof(*q));
     q->statement = DB_LOGIN_FAILED;
-    q->nparams = 3;
-    q->values[0] = ctx->username;
-    q->values[1] = ctx->address;
-    q->values[2] = ctx->result;
+    q->nparams = 4;
+    q->values[0] = ctx->attempt_id;
+    q->values[1] = ctx->username;
+    q->values[2] = ctx->address;
+    q->values[3] = ctx->result;
     q->cb = login_on_recorded;
     q->arg = ctx;
     db_query_send(&ctx->w->db, q);
@@ -71,16 +72,17 @@ static void login_on_verified(struct auth_job *job)
     ctx->step = 1;
     memset(q, 0, sizeof(*q));
     q->statement = DB_LOGIN_SUCCEEDED;
-    q->nparams = 7;
-    q->values[0] = ctx->user_id;
-    q->values[1] = ctx->username;
-    q->values[2] = ctx->address;
-    q->values[3] = (const char *)ctx->token_hash;
-    q->lengths[3] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[3] = 1;
-    q->values[4] = ctx->numbers[0];
-    q->values[5] = ctx->numbers[1];
-    q->values[6] = job->new_hash[0] != '\0' ? job->new_hash : NULL;
+    q->nparams = 8;
+    q->values[0] = ctx->attempt_id;
+    q->values[1] = ctx->user_id;
+    q->values[2] = ctx->username;
+    q->values[3] = ctx->address;
+    q->values[4] = (const char *)ctx->token_hash;
+    q->lengths[4] = AUTH_TOKEN_HASH_BYTES;
+    q->formats[4] = 1;
+    q->values[5] = ctx->numbers[0];
+    q->values[6] = ctx->numbers[1];
+    q->values[7] = job->new_hash[0] != '\0' ? job->new_hash : NULL;
     q->cb = login_on_recorded;
     q->arg = ctx;
     db_query_send(&ctx->w->db, q);
@@ -101,6 +103,7 @@ static void login_on_begin(void *arg, PGresult *res)
         route_throttled(ctx, wait_s);
         return;
     }
+    snprintf(ctx->attempt_id, sizeof(ctx->attempt_id), "%s", PQgetvalue(res, 0, 4));
     if (!PQgetisnull(res, 0, 1)) {
         snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 1));
         snprintf(job->stored_hash, sizeof(job->stored_hash), "%s", PQgetvalue(res, 0, 2));

@@ -36,6 +36,13 @@ int worker_db_ready(const struct worker *w)
     return db_is_up(&w->db) && w->schema_ok;
 }
 
+static void worker_check_schema(struct worker *w);
+
+static void worker_on_schema_timer(uv_timer_t *t)
+{
+    worker_check_schema(t->data);
+}
+
 static void worker_on_schema_version(void *arg, PGresult *res)
 {
     struct worker *w = arg;
@@ -45,14 +52,20 @@ static void worker_on_schema_version(void *arg, PGresult *res)
     if (!db_result_ok(res)) {
         log_emit(LOG_ERROR, "schema_check_failed",
                  json_pack("{s:s}", "error", res != NULL ? PQresultErrorMessage(res) : "no connection"));
+        /* Soon again: readiness must not wait for the next sweep. */
+        if (!w->stopping)
+            uv_timer_start(&w->schema_timer, worker_on_schema_timer, 1000, 0);
         return;
     }
     version = atoi(PQgetvalue(res, 0, 0));
     w->schema_ok = version >= migrations_latest;
-    if (!w->schema_ok)
+    if (!w->schema_ok) {
         log_emit(LOG_ERROR, "schema_too_old",
                  json_pack("{s:i, s:i, s:s}", "database", version, "required", migrations_latest,
                            "hint", "run `verona migrate`"));
+        if (!w->stopping)
+            uv_timer_start(&w->schema_timer, worker_on_schema_timer, 1000, 0);
+    }
     else {
         log_emit(LOG_INFO, "ready", json_pack("{s:i}", "schema_version", version));
         worker_control_ready(w);
@@ -124,6 +137,8 @@ static void worker_finish(struct worker *w)
 {
     uv_timer_stop(&w->sweep_timer);
     uv_close((uv_handle_t *)&w->sweep_timer, worker_on_handle_closed);
+    uv_timer_stop(&w->schema_timer);
+    uv_close((uv_handle_t *)&w->schema_timer, worker_on_handle_closed);
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
@@ -224,6 +239,8 @@ int worker_setup(struct worker *w, int listen_fd)
     }
     uv_timer_init(w->loop, &w->sweep_timer);
     w->sweep_timer.data = w;
+    uv_timer_init(w->loop, &w->schema_timer);
+    w->schema_timer.data = w;
     uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
     w->configured = 1;
     log_emit(LOG_INFO, "worker_started",

@@ -230,8 +230,8 @@ static void route_session_on_result(void *arg, PGresult *res)
     snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 0));
     snprintf(ctx->username, sizeof(ctx->username), "%s", PQgetvalue(res, 0, 1));
     snprintf(ctx->expires_at, sizeof(ctx->expires_at), "%s", PQgetvalue(res, 0, 2));
-    session_cache_put(&ctx->w->sessions, ctx->token_hash, route_now_ms(ctx), ctx->user_id, ctx->username,
-                      ctx->expires_at, strtoll(PQgetvalue(res, 0, 4), NULL, 10));
+    session_cache_put(&ctx->w->sessions, ctx->token_hash, ctx->sent_ms, ctx->revocations_at_send, ctx->user_id,
+                      ctx->username, ctx->expires_at, strtoll(PQgetvalue(res, 0, 4), NULL, 10));
     if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
         /* Last use is written at most once a minute. */
         q->statement = DB_SESSION_TOUCH;
@@ -257,6 +257,8 @@ static void route_session(struct route_ctx *ctx)
         route_session_answer(ctx);
         return;
     }
+    ctx->sent_ms = route_now_ms(ctx);
+    ctx->revocations_at_send = ctx->w->sessions.revocations;
     q->statement = DB_SESSION_GET;
     q->nparams = 1;
     q->values[0] = (const char *)ctx->token_hash;

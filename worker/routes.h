@@ -26,9 +26,12 @@ struct route_ctx {
     char token[AUTH_TOKEN_CHARS + 1];
     unsigned char token_hash[AUTH_TOKEN_HASH_BYTES];
     char user_id[24];
+    char attempt_id[24];                  /* the throttle's provisional failure row */
     char numbers[6][16];                  /* integer query parameters */
     char result[16];                      /* audit result text */
     char expires_at[32];                  /* RFC 3339, for the session answer */
+    uint64_t sent_ms;                     /* when the session lookup was sent */
+    uint64_t revocations_at_send;         /* the session cache's revocation count then */
     int step;
     int flag;
 };

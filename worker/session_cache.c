@@ -34,15 +34,21 @@ const struct session_cache_entry *session_cache_get(struct session_cache *cache,
     return e;
 }
 
-void session_cache_put(struct session_cache *cache, const unsigned char *hash, uint64_t now_ms,
-                       const char *user_id, const char *username, const char *expires_at, int64_t expires_epoch)
+void session_cache_put(struct session_cache *cache, const unsigned char *hash, uint64_t sent_ms,
+                       uint64_t revocations_at_send, const char *user_id, const char *username,
+                       const char *expires_at, int64_t expires_epoch)
 {
-    struct session_cache_entry *e = session_cache_slot(cache, hash);
+    struct session_cache_entry *e;
 
+    /* A logout or password change answered here after this lookup was
+     * sent may have ended the session: the answer is not kept. */
+    if (revocations_at_send != cache->revocations)
+        return;
+    e = session_cache_slot(cache, hash);
     if (e == NULL)
         return;
     memcpy(e->token_hash, hash, sizeof(e->token_hash));
-    e->fetched_ms = now_ms > 0 ? now_ms : 1;
+    e->fetched_ms = sent_ms > 0 ? sent_ms : 1; /* the age counts from the question, not the answer */
     e->expires_epoch = expires_epoch;
     snprintf(e->user_id, sizeof(e->user_id), "%s", user_id);
     snprintf(e->username, sizeof(e->username), "%s", username);
@@ -53,6 +59,7 @@ void session_cache_forget(struct session_cache *cache, const unsigned char *hash
 {
     struct session_cache_entry *e;
 
+    cache->revocations++;
     if (cache->entries == NULL)
         return;
     e = session_cache_slot(cache, hash);
@@ -62,6 +69,7 @@ void session_cache_forget(struct session_cache *cache, const unsigned char *hash
 
 void session_cache_forget_user(struct session_cache *cache, const char *user_id)
 {
+    cache->revocations++;
     if (cache->entries == NULL)
         return;
     for (size_t i = 0; i < SESSION_CACHE_SLOTS; i++)

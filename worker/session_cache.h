@@ -25,14 +25,18 @@ struct session_cache_entry {
 struct session_cache {
     struct session_cache_entry *entries; /* owned; allocated on first use */
     uint64_t hits, misses;
+    uint64_t revocations;         /* bumped by every forget: older lookups are not stored */
 };
 
 /* The fresh entry for `hash`, or NULL. */
 const struct session_cache_entry *session_cache_get(struct session_cache *cache, const unsigned char *hash,
                                                     uint64_t now_ms, int64_t now_epoch);
 
-void session_cache_put(struct session_cache *cache, const unsigned char *hash, uint64_t now_ms,
-                       const char *user_id, const char *username, const char *expires_at, int64_t expires_epoch);
+/* Stores a lookup sent to PostgreSQL at `sent_ms`, when no revocation
+ * happened on this worker since (`revocations_at_send`). */
+void session_cache_put(struct session_cache *cache, const unsigned char *hash, uint64_t sent_ms,
+                       uint64_t revocations_at_send, const char *user_id, const char *username,
+                       const char *expires_at, int64_t expires_epoch);
 
 /* Drops one session, or every session of a user. */
 void session_cache_forget(struct session_cache *cache, const unsigned char *hash);

@@ -21,6 +21,7 @@ struct worker {
     struct auth auth;
     uv_signal_t sig_term, sig_int, sig_quit;
     uv_timer_t sweep_timer;
+    uv_timer_t schema_timer;  /* retries a failed schema check soon */
     struct db_query schema_query;
     struct db_query sweep_query;
     char sweep_params[2][16];

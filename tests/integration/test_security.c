@@ -242,6 +242,41 @@ START_TEST(login_rehashes_when_parameters_change)
 }
 END_TEST
 
+START_TEST(parallel_attempts_cannot_slip_past_the_limit)
+{
+    enum { BURST = 15 };
+    struct harness_worker w;
+    char name[64], json[256], request[768];
+    int fds[BURST], unauthorized = 0, throttled = 0;
+    int addr = (getpid() % 200) * 50 + 45;
+
+    ck_assert_int_eq(harness_worker_start(&w, "hash_threads = 2\nhash_queue_max = 64", 1), 0);
+    harness_username(name, sizeof(name), "burst");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"wrong password!\"}", name);
+    snprintf(request, sizeof(request),
+             "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+             from(addr), strlen(json), json);
+    /* All at once, before any answer: a check-then-count race would let
+     * every one of them through to a verify. */
+    for (int i = 0; i < BURST; i++) {
+        fds[i] = harness_connect(w.port);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    for (int i = 0; i < BURST; i++)
+        ck_assert_int_eq(harness_send(fds[i], request, strlen(request)), 0);
+    for (int i = 0; i < BURST; i++) {
+        ck_assert_int_eq(harness_read_response(fds[i], r, 30000), 0);
+        unauthorized += r->status == 401;
+        throttled += r->status == 429;
+        close(fds[i]);
+    }
+    harness_worker_stop(&w);
+    ck_assert_int_eq(unauthorized, 5);
+    ck_assert_int_eq(throttled, BURST - 5);
+}
+END_TEST
+
 Suite *security_suite(void)
 {
     Suite *s = suite_create("security");
@@ -254,6 +289,7 @@ Suite *security_suite(void)
     tcase_add_test(tc, address_window_covers_every_username);
     tcase_add_test(tc, account_window_spares_known_addresses);
     tcase_add_test(tc, two_workers_share_throttling_and_revocation);
+    tcase_add_test(tc, parallel_attempts_cannot_slip_past_the_limit);
     tcase_add_test(tc, tokens_are_stored_only_as_hashes);
     tcase_add_test(tc, unknown_user_costs_the_same_as_a_wrong_password);
     tcase_add_test(tc, login_rehashes_when_parameters_change);

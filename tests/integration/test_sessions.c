@@ -175,11 +175,12 @@ START_TEST(full_hash_queue_answers_503)
                      0);
     harness_username(name, sizeof(name), "busy");
     snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"whatever it is\"}", name);
-    snprintf(request, sizeof(request),
-             "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\nX-Forwarded-For: 198.51.100.%d\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             getpid() % 250, strlen(json), json);
     for (int i = 0; i < CLIENTS; i++) {
+        /* Each from its own address, so only the queue can refuse them. */
+        snprintf(request, sizeof(request),
+                 "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\nX-Forwarded-For: 198.51.%d.%d\r\n"
+                 "Content-Length: %zu\r\n\r\n%s",
+                 100 + i, getpid() % 250, strlen(json), json);
         fds[i] = harness_connect(small.port);
         ck_assert_int_ge(fds[i], 0);
         ck_assert_int_eq(harness_send(fds[i], request, strlen(request)), 0);

@@ -20,7 +20,7 @@ START_TEST(hit_within_a_second_then_miss)
 
     hash_of(h, 7);
     ck_assert_ptr_null(session_cache_get(&cache, h, 1000, 100));
-    session_cache_put(&cache, h, 1000, "42", "alice", "2030-01-01T00:00:00Z", 200);
+    session_cache_put(&cache, h, 1000, cache.revocations, "42", "alice", "2030-01-01T00:00:00Z", 200);
     e = session_cache_get(&cache, h, 1999, 100);
     ck_assert_ptr_nonnull(e);
     ck_assert_str_eq(e->user_id, "42");
@@ -37,7 +37,7 @@ START_TEST(never_past_the_session_expiry)
     unsigned char h[32];
 
     hash_of(h, 8);
-    session_cache_put(&cache, h, 1000, "1", "bob", "x", 150);
+    session_cache_put(&cache, h, 1000, cache.revocations, "1", "bob", "x", 150);
     ck_assert_ptr_nonnull(session_cache_get(&cache, h, 1001, 149));
     ck_assert_ptr_null(session_cache_get(&cache, h, 1001, 150));
     session_cache_fini(&cache);
@@ -52,9 +52,9 @@ START_TEST(forget_one_and_forget_user)
     hash_of(a, 1);
     hash_of(b, 2);
     hash_of(c, 3);
-    session_cache_put(&cache, a, 10, "5", "u5", "x", 1000);
-    session_cache_put(&cache, b, 10, "5", "u5", "x", 1000);
-    session_cache_put(&cache, c, 10, "6", "u6", "x", 1000);
+    session_cache_put(&cache, a, 10, cache.revocations, "5", "u5", "x", 1000);
+    session_cache_put(&cache, b, 10, cache.revocations, "5", "u5", "x", 1000);
+    session_cache_put(&cache, c, 10, cache.revocations, "6", "u6", "x", 1000);
     session_cache_forget(&cache, a);
     ck_assert_ptr_null(session_cache_get(&cache, a, 11, 1));
     ck_assert_ptr_nonnull(session_cache_get(&cache, b, 11, 1));
@@ -73,8 +73,26 @@ START_TEST(a_colliding_hash_is_not_a_hit)
     hash_of(a, 9);
     memcpy(b, a, 32);
     b[31] ^= 0xff; /* same slot, other key */
-    session_cache_put(&cache, a, 10, "1", "u", "x", 1000);
+    session_cache_put(&cache, a, 10, cache.revocations, "1", "u", "x", 1000);
     ck_assert_ptr_null(session_cache_get(&cache, b, 11, 1));
+    session_cache_fini(&cache);
+}
+END_TEST
+
+START_TEST(a_lookup_older_than_a_revocation_is_not_kept)
+{
+    struct session_cache cache = { 0 };
+    unsigned char a[32], b[32];
+    uint64_t before;
+
+    hash_of(a, 11);
+    hash_of(b, 12);
+    before = cache.revocations;
+    session_cache_forget(&cache, b); /* a logout answered while the lookup of a was in flight */
+    session_cache_put(&cache, a, 10, before, "1", "u", "x", 1000);
+    ck_assert_ptr_null(session_cache_get(&cache, a, 11, 1));
+    session_cache_put(&cache, a, 10, cache.revocations, "1", "u", "x", 1000);
+    ck_assert_ptr_nonnull(session_cache_get(&cache, a, 11, 1));
     session_cache_fini(&cache);
 }
 END_TEST
@@ -88,6 +106,7 @@ Suite *session_cache_suite(void)
     tcase_add_test(tc, never_past_the_session_expiry);
     tcase_add_test(tc, forget_one_and_forget_user);
     tcase_add_test(tc, a_colliding_hash_is_not_a_hit);
+    tcase_add_test(tc, a_lookup_older_than_a_revocation_is_not_kept);
     suite_add_tcase(s, tc);
     return s;
 }
