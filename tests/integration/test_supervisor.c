@@ -25,6 +25,19 @@ static int pid_alive(int pid)
     return kill(pid, 0) == 0;
 }
 
+/* A "worker binary" that is a shell script with `body`; its path in out. */
+static void fake_worker(const char *tag, const char *body, char *out, size_t size)
+{
+    FILE *f;
+
+    snprintf(out, size, "%s/%s-%d.sh", getenv("VERONA_TEST_TMP"), tag, (int)getpid());
+    f = fopen(out, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    chmod(out, 0755);
+}
+
 START_TEST(starts_serves_and_reports_status)
 {
     struct cluster c;
@@ -158,13 +171,8 @@ START_TEST(worker_that_exits_at_start_backs_off)
     char script[400], config[600];
     json_t *doc, *row;
     long restarts_early, restarts_late;
-    FILE *f;
 
-    snprintf(script, sizeof(script), "%s/exit-at-start-%d.sh", getenv("VERONA_TEST_TMP"), (int)getpid());
-    f = fopen(script, "w");
-    fprintf(f, "#!/bin/sh\nexit 1\n");
-    fclose(f);
-    chmod(script, 0755);
+    fake_worker("exit-at-start", "exit 1", script, sizeof(script));
     snprintf(config, sizeof(config), ROOMY "worker_binary = %s\n", script);
     ck_assert_int_eq(cluster_start(&c, 1, config, 0), 0);
     cluster_pause_ms(3000);
@@ -190,13 +198,8 @@ START_TEST(bad_settings_exit_2_goes_straight_to_long_backoff)
     struct cluster c;
     char script[400], config[600];
     json_t *doc, *row;
-    FILE *f;
 
-    snprintf(script, sizeof(script), "%s/exit-2-%d.sh", getenv("VERONA_TEST_TMP"), (int)getpid());
-    f = fopen(script, "w");
-    fprintf(f, "#!/bin/sh\nexit 2\n");
-    fclose(f);
-    chmod(script, 0755);
+    fake_worker("exit-2", "exit 2", script, sizeof(script));
     snprintf(config, sizeof(config), ROOMY "worker_binary = %s\n", script);
     ck_assert_int_eq(cluster_start(&c, 1, config, 0), 0);
     cluster_pause_ms(1500);
@@ -214,14 +217,9 @@ START_TEST(protocol_garbage_gets_the_worker_killed)
 {
     struct cluster c;
     char script[400], config[600];
-    FILE *f;
     long long deadline;
 
-    snprintf(script, sizeof(script), "%s/garbage-%d.sh", getenv("VERONA_TEST_TMP"), (int)getpid());
-    f = fopen(script, "w");
-    fprintf(f, "#!/bin/sh\nprintf 'this is not a frame' >&4\nexec sleep 30\n");
-    fclose(f);
-    chmod(script, 0755);
+    fake_worker("garbage", "printf 'this is not a frame' >&4\nexec sleep 30", script, sizeof(script));
     snprintf(config, sizeof(config), ROOMY "worker_binary = %s\n", script);
     ck_assert_int_eq(cluster_start(&c, 1, config, 0), 0);
     deadline = harness_now_ms() + 10000;
