@@ -1,5 +1,7 @@
 -- wrk script: POST /v1/login for a user picked in turn from USERS
--- (bench0001 .. benchNNNN, password "bench password 1").
+-- (bench0001 .. benchNNNN, password "bench password 1"). Each user logs
+-- in from an address of its own, as shoppers do behind the nginx of
+-- deploy/ (the bench's clusters trust 127.0.0.1 as that proxy).
 local users = tonumber(os.getenv("USERS") or "1000")
 local counter = 0
 local thread_counter = 0
@@ -15,7 +17,8 @@ end
 
 function request()
    counter = counter % users + 1
-   return wrk.format("POST", "/v1/login", { ["Content-Type"] = "application/json" },
+   return wrk.format("POST", "/v1/login", { ["Content-Type"] = "application/json",
+                     ["X-Forwarded-For"] = string.format("10.0.%d.%d", math.floor(counter / 256) % 256, counter % 256) },
       string.format('{"username":"bench%04d","password":"bench password 1"}', counter))
 end
 

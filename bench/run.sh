@@ -93,7 +93,7 @@ cluster_start() { # cluster_start NAME WORKERS [EXTRA CONFIG LINES] -> sets port
     dir="$tmp/$name"
     mkdir -p "$dir"
     sock="$dir/verona.sock"
-    printf 'listen = 127.0.0.1:%s\nworkers = %s\nadmin_socket = verona.sock\nmetrics_listen = 127.0.0.1:%s\n%s\n' \
+    printf 'listen = 127.0.0.1:%s\nworkers = %s\nadmin_socket = verona.sock\nmetrics_listen = 127.0.0.1:%s\ntrusted_proxies = 127.0.0.1\n%s\n' \
         "$port" "$workers" "$((port + 1))" "$extra" > "$dir/verona.conf"
     "$bin/verona" serve -c "$dir/verona.conf" 2>"$dir/serve.log" &
     spid=$!

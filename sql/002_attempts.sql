@@ -53,10 +53,11 @@ CREATE FUNCTION verona_attempt_succeeded(p_attempt_id bigint, p_user_id bigint, 
     p_address text, p_token_hash bytea, p_ttl_s integer, p_idle_s integer, p_new_hash text)
 RETURNS timestamptz LANGUAGE plpgsql AS $$
 BEGIN
-    -- The same locks as the attempt's begin: two successes of one user and
-    -- address would otherwise deadlock clearing each other's rows.
+    -- The username lock of the attempt's begin: two successes of one user
+    -- would otherwise deadlock clearing each other's rows. (Not the address
+    -- lock: it would make every login from one address wait for the
+    -- others' commits.)
     PERFORM pg_advisory_xact_lock(7420440, hashtext(lower(p_username)));
-    PERFORM pg_advisory_xact_lock(7420441, hashtext(p_address));
     DELETE FROM login_failures WHERE id = p_attempt_id;
     RETURN verona_login_succeeded(p_user_id, p_username, p_address, p_token_hash, p_ttl_s, p_idle_s, p_new_hash);
 END $$;
