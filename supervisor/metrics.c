@@ -73,13 +73,9 @@ char *metrics_render(struct supervisor *sup)
     if (b.data == NULL)
         return NULL;
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-        const uint64_t *from = (const uint64_t *)&w->counters;
-        uint64_t *to = (uint64_t *)&total;
-
         if (w->state == WORKER_EXITED)
             continue;
-        for (size_t i = 0; i < sizeof(total) / sizeof(uint64_t); i++)
-            to[i] += from[i];
+        pool_counters_add(&total, &w->counters);
         states[w->state]++;
         db_up |= w->state == WORKER_READY && w->db_up;
         hash_queue += w->hash_queue;

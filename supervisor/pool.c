@@ -270,7 +270,7 @@ static void pool_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- exits ---- */
 
-static void pool_counters_add(struct control_counters *sum, const struct control_counters *c)
+void pool_counters_add(struct control_counters *sum, const struct control_counters *c)
 {
     const uint64_t *from = (const uint64_t *)c;
     uint64_t *to = (uint64_t *)sum;

@@ -137,6 +137,9 @@ int pool_live_count(const struct pool *pool);
 /* Frees what pool_init allocated; every worker must be gone. */
 void pool_fini(struct pool *pool);
 
+/* Adds every counter of `c` into `sum`. */
+void pool_counters_add(struct control_counters *sum, const struct control_counters *c);
+
 /* Milliseconds on the loop's clock. */
 uint64_t pool_now_ms(const struct pool *pool);
 

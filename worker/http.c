@@ -258,7 +258,7 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
     return http_text_append(c, at, len) == 0 ? 0 : 1;
 }
 
-static int http_write_raw(struct http_conn *c, const char *data, size_t len, int close_after);
+static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after);
 
 static int http_on_headers_complete(http_parser *p)
 {
@@ -288,8 +288,10 @@ static int http_on_headers_complete(http_parser *p)
     }
     expect = http_request_header(req, "expect");
     if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
-        (p->flags & F_CHUNKED || (p->content_length > 0 && p->content_length != ULLONG_MAX)))
-        http_write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, 0);
+        (p->flags & F_CHUNKED || (p->content_length > 0 && p->content_length != ULLONG_MAX))) {
+        const uv_buf_t interim = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
+        http_write_raw(c, &interim, 1, 0);
+    }
     return 0;
 }
 
@@ -346,19 +348,28 @@ static void http_on_write(uv_write_t *w, int status)
     free(hw);
 }
 
-static int http_write_raw(struct http_conn *c, const char *data, size_t len, int close_after)
+/* Writes the pieces as one buffer (one allocation, one copy), owned by
+ * the write request until its callback. */
+static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after)
 {
     struct http_write *hw;
     uv_buf_t buf;
+    size_t len = 0, at = 0;
 
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return -EPIPE;
+    for (int i = 0; i < count; i++)
+        len += parts[i].len;
     hw = malloc(sizeof(*hw) + len);
     if (hw == NULL) {
         http_conn_close(c);
         return -ENOMEM;
     }
-    memcpy(hw->data, data, len);
+    for (int i = 0; i < count; i++) {
+        if (parts[i].len > 0)
+            memcpy(hw->data + at, parts[i].base, parts[i].len);
+        at += parts[i].len;
+    }
     hw->conn = c;
     hw->close_after = close_after;
     buf = uv_buf_init(hw->data, (unsigned)len);
@@ -395,23 +406,14 @@ void http_respond(struct http_request *req, int status, const char *headers, con
                  status == 204 || body_len == 0 ? "" : "Content-Type: application/json\r\n",
                  keep_alive ? "" : "Connection: close\r\n");
     if (n > 0 && (size_t)n < sizeof(head)) {
-        size_t hlen = headers != NULL ? strlen(headers) : 0;
-        size_t blen = status == 204 ? 0 : body_len;
-        char *out = malloc((size_t)n + hlen + blen);
-
-        if (out != NULL) {
-            /* Extra headers go before the blank line ending the head. */
-            memcpy(out, head, (size_t)n - 2);
-            if (hlen > 0)
-                memcpy(out + n - 2, headers, hlen);
-            memcpy(out + n - 2 + hlen, "\r\n", 2);
-            if (blen > 0)
-                memcpy(out + n + hlen, body, blen);
-            http_write_raw(c, out, (size_t)n + hlen + blen, !keep_alive);
-            free(out);
-        } else {
-            http_conn_close(c);
-        }
+        /* Extra headers go before the blank line ending the head. */
+        const uv_buf_t parts[4] = {
+            uv_buf_init(head, (unsigned)n - 2),
+            uv_buf_init((char *)(headers != NULL ? headers : ""), headers != NULL ? (unsigned)strlen(headers) : 0),
+            uv_buf_init((char *)"\r\n", 2),
+            uv_buf_init((char *)body, status == 204 ? 0 : (unsigned)body_len),
+        };
+        http_write_raw(c, parts, 4, !keep_alive);
     }
     server->stats.requests_in_flight--;
     server->stats.requests++;

@@ -308,6 +308,56 @@ START_TEST(graceful_stop_by_ctl)
 }
 END_TEST
 
+START_TEST(cold_start_without_database_serves_503_not_a_hang)
+{
+    struct cluster c;
+    struct harness_response *r = calloc(1, sizeof(*r));
+    char config[400];
+    long long deadline;
+    int status = 0;
+
+    /* No PostgreSQL behind this socket folder. */
+    snprintf(config, sizeof(config), ROOMY "database_url = postgresql:///verona?host=%s/nowhere\n",
+             getenv("VERONA_TEST_TMP"));
+    setenv("VERONA_DATABASE_URL", "", 1); /* the file's URL, not the test database */
+    ck_assert_int_eq(cluster_start(&c, 2, config, 0), 0);
+    unsetenv("VERONA_DATABASE_URL");
+    deadline = harness_now_ms() + 15000;
+    while (harness_now_ms() < deadline && (status = harness_request(c.port, "GET", "/healthz", NULL, NULL, r)) != 200)
+        cluster_pause_ms(50);
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(harness_request(c.port, "GET", "/v1/session",
+                                     "Authorization: Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", NULL, r),
+                     503);
+    ck_assert_int_eq(harness_request(c.port, "GET", "/readyz", NULL, NULL, r), 503);
+    cluster_stop(&c);
+    free(r);
+}
+END_TEST
+
+START_TEST(admin_socket_refuses_other_users)
+{
+    struct cluster c;
+    char cmd[800];
+    int rc;
+
+    if (getuid() != 0)
+        return; /* needs root to act as another user */
+    ck_assert_int_eq(cluster_start(&c, 1, ROOMY, 1), 0);
+    /* Even with the file mode opened up, the peer's uid is checked. */
+    ck_assert_int_eq(chmod(c.dir, 0755), 0);
+    ck_assert_int_eq(chmod(c.socket_path, 0666), 0);
+    snprintf(cmd, sizeof(cmd), "runuser -u nobody -- %s/verona ctl -s %s scale 3 > %s/nobody.out 2>&1",
+             getenv("VERONA_BIN_DIR"), c.socket_path, c.dir);
+    rc = system(cmd);
+    ck_assert_int_eq(WEXITSTATUS(rc), 1);
+    snprintf(cmd, sizeof(cmd), "grep -q 'permission denied' %s/nobody.out", c.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(cluster_count(&c, NULL), 1); /* nothing changed */
+    cluster_stop(&c);
+}
+END_TEST
+
 Suite *supervisor_suite(void)
 {
     Suite *s = suite_create("supervisor");
@@ -325,6 +375,8 @@ Suite *supervisor_suite(void)
     tcase_add_test(tc, signals_scale_the_pool);
     tcase_add_test(tc, workers_leave_when_the_supervisor_is_killed);
     tcase_add_test(tc, graceful_stop_by_ctl);
+    tcase_add_test(tc, cold_start_without_database_serves_503_not_a_hang);
+    tcase_add_test(tc, admin_socket_refuses_other_users);
     suite_add_tcase(s, tc);
     return s;
 }
