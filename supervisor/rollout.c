@@ -237,6 +237,8 @@ static void rollout_step_rolling(struct pool *pool)
     pool->build = r->to;
     build_ref(pool->build);
     pool->sup->cfg = r->to->cfg;
+    /* The supervisor's own timing follows the new settings too. */
+    uv_timer_set_repeat(&pool->sup->tick, (uint64_t)pool->sup->cfg.health_interval_ms);
     rollout_finish(pool, ROLLOUT_DONE);
 }
 
