@@ -277,6 +277,33 @@ START_TEST(parallel_attempts_cannot_slip_past_the_limit)
 }
 END_TEST
 
+START_TEST(ten_registrations_an_hour_per_address)
+{
+    struct harness_worker w;
+    char name[64], json[256], headers[160], retry[16];
+    int addr = 60000 + (getpid() % 1000) * 4;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s", from(addr));
+    for (int i = 0; i < 10; i++) {
+        harness_username(name, sizeof(name), "regs");
+        snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"" GOOD_PASSWORD "\"}", name);
+        ck_assert_int_eq(harness_request(w.port, "POST", "/v1/users", headers, json, r), 201);
+    }
+    harness_username(name, sizeof(name), "regs");
+    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"" GOOD_PASSWORD "\"}", name);
+    ck_assert_int_eq(harness_request(w.port, "POST", "/v1/users", headers, json, r), 429);
+    ck_assert_ptr_nonnull(strstr(r->body, "too_many_attempts"));
+    ck_assert_int_eq(harness_header(r, "Retry-After", retry, sizeof(retry)), 0);
+    ck_assert_int_ge(atoi(retry), 1);
+    ck_assert_int_le(atoi(retry), 3600);
+    /* Another address still registers. */
+    snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s", from(addr + 1));
+    ck_assert_int_eq(harness_request(w.port, "POST", "/v1/users", headers, json, r), 201);
+    harness_worker_stop(&w);
+}
+END_TEST
+
 Suite *security_suite(void)
 {
     Suite *s = suite_create("security");
@@ -290,6 +317,7 @@ Suite *security_suite(void)
     tcase_add_test(tc, account_window_spares_known_addresses);
     tcase_add_test(tc, two_workers_share_throttling_and_revocation);
     tcase_add_test(tc, parallel_attempts_cannot_slip_past_the_limit);
+    tcase_add_test(tc, ten_registrations_an_hour_per_address);
     tcase_add_test(tc, tokens_are_stored_only_as_hashes);
     tcase_add_test(tc, unknown_user_costs_the_same_as_a_wrong_password);
     tcase_add_test(tc, login_rehashes_when_parameters_change);
