@@ -405,7 +405,7 @@ struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *
     w->pool = pool;
     w->slot = slot;
     w->kill_reason = -1;
-    w->started_ms = w->last_pong_ms = pool_now_ms(pool);
+    w->started_ms = w->last_pong_ms = w->ready_clock_ms = pool_now_ms(pool);
     w->replaces = replaces;
     w->build = build;
     build_ref(build);
@@ -601,8 +601,14 @@ void pool_tick(struct pool *pool)
                              "still draining after drain_timeout_ms");
             continue;
         }
+        /* A rollout's new worker cannot be expected to reach PostgreSQL while
+         * no serving worker does: its ready clock starts again when the
+         * database is back, so the rollout waits instead of rolling back. */
+        if (w->state == WORKER_STARTING && !others_db_up && w->hello && rollout_active(pool) &&
+            w->build != pool->good)
+            w->ready_clock_ms = now;
         if (w->state == WORKER_STARTING && !w->reported_ready &&
-            now - w->started_ms > (uint64_t)cfg->ready_timeout_ms) {
+            now - w->ready_clock_ms > (uint64_t)cfg->ready_timeout_ms) {
             if (others_db_up || !w->hello) {
                 pool_worker_kill(w, REASON_HANG, "not ready within ready_timeout_ms");
                 continue;

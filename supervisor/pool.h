@@ -59,6 +59,7 @@ struct pool_worker {
     struct pool_worker *replaces;/* the worker to drain once this one is ready */
     int being_replaced;          /* a replacement for this one is starting */
     uint64_t started_ms, ready_ms, last_pong_ms, drain_ms;
+    uint64_t ready_clock_ms;     /* ready_timeout_ms counts from here (reset while the database is down for all) */
     uint64_t ping_seq;
     uint64_t rss_bytes;
     int db_up;

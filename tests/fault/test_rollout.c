@@ -260,6 +260,38 @@ START_TEST(reload_and_scale_are_refused_during_a_rollout)
 }
 END_TEST
 
+START_TEST(rollout_waits_while_the_database_is_down_for_everyone)
+{
+    struct cluster c;
+    char out[1024], state[32] = "";
+    long long deadline;
+
+    /* Workers retry PostgreSQL every 2 s at most: once it is back, a new
+     * worker may need that long, so ready_timeout_ms must exceed it. */
+    start_with_copy(&c, 2, "ready_timeout_ms = 6000\n");
+    ck_assert_int_eq(harness_pg_stop(), 0);
+    install_worker(&c, "built while the database was down");
+    ck_assert_int_eq(cluster_ctl(&c, "reload", out, sizeof(out)), 0);
+    /* Past ready_timeout_ms (6 s): not ready, yet not held against the
+     * build, since the old workers cannot reach PostgreSQL either. */
+    cluster_pause_ms(7000);
+    rollout_field(&c, "state", state, sizeof(state));
+    ck_assert_str_eq(state, "rolling");
+    ck_assert_int_eq(cluster_restarts(&c, "hang"), 0);
+    ck_assert_int_eq(harness_pg_start(), 0);
+    deadline = harness_now_ms() + 30000;
+    while (harness_now_ms() < deadline) {
+        rollout_field(&c, "state", state, sizeof(state));
+        if (strcmp(state, "rolling") != 0)
+            break;
+        cluster_pause_ms(100);
+    }
+    ck_assert_str_eq(state, "done");
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
 Suite *rollout_suite(void)
 {
     Suite *s = suite_create("rollout");
@@ -272,6 +304,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, build_that_leaks_on_probation_is_rolled_back);
     tcase_add_test(tc, rollback_works_after_the_old_file_is_deleted);
     tcase_add_test(tc, reload_and_scale_are_refused_during_a_rollout);
+    tcase_add_test(tc, rollout_waits_while_the_database_is_down_for_everyone);
     suite_add_tcase(s, tc);
     return s;
 }
