@@ -22,10 +22,4 @@ function request()
       string.format('{"username":"bench%04d","password":"bench password 1"}', counter))
 end
 
-function done(summary, latency, requests)
-   local e = summary.errors
-   io.write(string.format("BENCH rate=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d failed=%d\n",
-      summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-      latency:percentile(99) / 1000, summary.requests,
-      e.connect + e.read + e.write + e.timeout + e.status))
-end
+dofile("bench/summary.lua")

@@ -24,13 +24,7 @@ function request()
    return wrk.format("GET", "/v1/session", { ["Authorization"] = "Bearer " .. tokens[index] })
 end
 
-function done(summary, latency, requests)
-   local e = summary.errors
-   io.write(string.format("BENCH rate=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d failed=%d\n",
-      summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-      latency:percentile(99) / 1000, summary.requests,
-      e.connect + e.read + e.write + e.timeout + e.status))
-end
+dofile("bench/summary.lua")
 
 -- PACE_MS: each connection waits this long before each request (a fixed
 -- offered rate of connections * 1000 / PACE_MS requests a second).

@@ -64,7 +64,6 @@ static void auth_job_done(uv_work_t *w, int status)
     sodium_memzero(job->verify_password, sizeof(job->verify_password));
     sodium_memzero(job->new_password, sizeof(job->new_password));
     job->auth->queued--;
-    job->auth->hashes++;
     job->cb(job);
 }
 

@@ -23,7 +23,6 @@ struct auth {
     const struct config *cfg;
     char dummy_hash[crypto_pwhash_STRBYTES];
     int queued;                  /* jobs submitted and not yet finished */
-    unsigned long long hashes;   /* finished, cumulative */
 };
 
 /* One hashing job. The caller owns it until `cb` runs (always on the

@@ -24,14 +24,15 @@ static const struct route {
     const char *allow;
     route_handler handler;
     enum control_route id;
+    int needs_address;   /* throttled or audited by client address */
 } routes[] = {
-    { "/v1/users", HTTP_POST, "POST", account_register, ROUTE_USERS },
-    { "/v1/login", HTTP_POST, "POST", login_handle, ROUTE_LOGIN },
-    { "/v1/session", HTTP_GET, "GET", route_session, ROUTE_SESSION },
-    { "/v1/logout", HTTP_POST, "POST", route_logout, ROUTE_LOGOUT },
-    { "/v1/password", HTTP_POST, "POST", account_password, ROUTE_PASSWORD },
-    { "/healthz", HTTP_GET, "GET", route_healthz, ROUTE_HEALTHZ },
-    { "/readyz", HTTP_GET, "GET", route_readyz, ROUTE_READYZ },
+    { "/v1/users", HTTP_POST, "POST", account_register, ROUTE_USERS, 1 },
+    { "/v1/login", HTTP_POST, "POST", login_handle, ROUTE_LOGIN, 1 },
+    { "/v1/session", HTTP_GET, "GET", route_session, ROUTE_SESSION, 0 },
+    { "/v1/logout", HTTP_POST, "POST", route_logout, ROUTE_LOGOUT, 0 },
+    { "/v1/password", HTTP_POST, "POST", account_password, ROUTE_PASSWORD, 1 },
+    { "/healthz", HTTP_GET, "GET", route_healthz, ROUTE_HEALTHZ, 0 },
+    { "/readyz", HTTP_GET, "GET", route_readyz, ROUTE_READYZ, 0 },
 };
 
 void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body)
@@ -345,7 +346,9 @@ void routes_dispatch(struct http_server *server, struct http_request *req)
         route_error(ctx, 405, "method_not_allowed", "method not allowed on this endpoint", allow);
         return;
     }
-    address_client(&w->cfg, &req->peer, http_request_header(req, "x-forwarded-for"), ctx->address,
-                   sizeof(ctx->address));
+    /* Not on the hot paths (session checks, health): only where it counts. */
+    if (match->needs_address)
+        address_client(&w->cfg, &req->peer, http_request_header(req, "x-forwarded-for"), ctx->address,
+                       sizeof(ctx->address));
     match->handler(ctx);
 }

@@ -86,6 +86,21 @@ static void rollout_field(const struct cluster *c, const char *name, char *out, 
     json_decref(doc);
 }
 
+/* Polls the rollout state until it is (want_equal) or is no longer
+ * (!want_equal) `state`; the last state seen goes to out. */
+static void wait_rollout_state(const struct cluster *c, const char *state, int want_equal, int timeout_ms,
+                               char *out, size_t size)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+
+    do {
+        rollout_field(c, "state", out, size);
+        if ((strcmp(out, state) == 0) == want_equal)
+            return;
+        cluster_pause_ms(50);
+    } while (harness_now_ms() < deadline);
+}
+
 static void worker_sha(const struct cluster *c, char *sha)
 {
     json_t *doc = cluster_status(c);
@@ -222,13 +237,7 @@ START_TEST(reload_and_scale_are_refused_during_a_rollout)
     start_with_copy(&c, 2, "probation_ms = 3000\n");
     install_worker(&c, "another build");
     kill(c.pid, SIGHUP); /* HUP is reload */
-    deadline = harness_now_ms() + 10000;
-    while (harness_now_ms() < deadline) {
-        rollout_field(&c, "state", state, sizeof(state));
-        if (strcmp(state, "rolling") == 0)
-            break;
-        cluster_pause_ms(20);
-    }
+    wait_rollout_state(&c, "rolling", 1, 10000, state, sizeof(state));
     ck_assert_str_eq(state, "rolling");
     ck_assert_int_eq(cluster_ctl(&c, "reload", out, sizeof(out)), 1);
     ck_assert_ptr_nonnull(strstr(out, "rollout in progress"));
@@ -241,13 +250,7 @@ START_TEST(reload_and_scale_are_refused_during_a_rollout)
     ck_assert(cluster_log_contains(&c, "scale_refused"));
     ck_assert_int_eq(cluster_ctl(&c, "reload --wait", out, sizeof(out)), 1);
     /* The rollout goes on to its end. */
-    deadline = harness_now_ms() + 20000;
-    while (harness_now_ms() < deadline) {
-        rollout_field(&c, "state", state, sizeof(state));
-        if (strcmp(state, "done") == 0)
-            break;
-        cluster_pause_ms(100);
-    }
+    wait_rollout_state(&c, "done", 1, 20000, state, sizeof(state));
     ck_assert_str_eq(state, "done");
     /* A bad config is refused and nothing changes. */
     f = fopen(c.config_path, "a");
@@ -264,7 +267,6 @@ START_TEST(rollout_waits_while_the_database_is_down_for_everyone)
 {
     struct cluster c;
     char out[1024], state[32] = "";
-    long long deadline;
 
     /* Workers retry PostgreSQL every 2 s at most: once it is back, a new
      * worker may need that long, so ready_timeout_ms must exceed it. */
@@ -279,13 +281,7 @@ START_TEST(rollout_waits_while_the_database_is_down_for_everyone)
     ck_assert_str_eq(state, "rolling");
     ck_assert_int_eq(cluster_restarts(&c, "hang"), 0);
     ck_assert_int_eq(harness_pg_start(), 0);
-    deadline = harness_now_ms() + 30000;
-    while (harness_now_ms() < deadline) {
-        rollout_field(&c, "state", state, sizeof(state));
-        if (strcmp(state, "rolling") != 0)
-            break;
-        cluster_pause_ms(100);
-    }
+    wait_rollout_state(&c, "rolling", 0, 30000, state, sizeof(state));
     ck_assert_str_eq(state, "done");
     ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
     cluster_stop(&c);
