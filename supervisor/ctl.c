@@ -106,7 +106,9 @@ int ctl_main(int argc, char **argv)
             close(fd);
         return CLI_FAILED;
     }
-    if (write(fd, request, rlen) != (ssize_t)rlen) {
+    /* The supervisor may answer and close before reading (a refused
+     * peer): no SIGPIPE, and its answer is still read below. */
+    if (send(fd, request, rlen, MSG_NOSIGNAL) != (ssize_t)rlen && errno != EPIPE && errno != ECONNRESET) {
         fprintf(stderr, "verona ctl: %s: write failed: %s\n", socket_path, strerror(errno));
         close(fd);
         return CLI_FAILED;
