@@ -644,7 +644,7 @@ int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, ch
     build_ref(build);
     while (environ[n] != NULL)
         n++;
-    pool->env = calloc(n + 2, sizeof(char *));
+    pool->env = calloc(n + 3, sizeof(char *));
     if (pool->env == NULL) {
         snprintf(err, errsize, "out of memory");
         return -1;
@@ -652,7 +652,16 @@ int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, ch
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "VERONA_CONTROL_FD=", 18) != 0)
             pool->env[k++] = environ[i];
-    pool->env[k] = "VERONA_CONTROL_FD=4";
+    pool->env[k++] = "VERONA_CONTROL_FD=4";
+    /*
+     * libpq links libldap, which links GnuTLS, whose constructor initialises
+     * the whole library (and p11-kit) in every process that loads it: about
+     * 140 KiB private and 700 KiB of touched pages per worker, for a TLS
+     * stack the worker never uses (libpq's TLS is OpenSSL; OpenLDAP calls
+     * gnutls_global_init itself if an LDAP service lookup ever needs it).
+     */
+    if (getenv("GNUTLS_NO_IMPLICIT_INIT") == NULL)
+        pool->env[k] = "GNUTLS_NO_IMPLICIT_INIT=1";
     for (int s = 0; s < POOL_SLOTS_MAX; s++) {
         uv_timer_init(sup->loop, &pool->slots[s].timer);
         pool->slots[s].timer.data = &pool->slots[s];
