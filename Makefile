@@ -25,7 +25,7 @@ CFLAGS := $(CFLAGS_COMMON) $(CFLAGS_BUILD) $(CFLAGS)
 LIBS := $(PKG_LIBS) -lhttp_parser -lzxcvbn -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-PROTO_SRC := proto/config.c proto/control.c proto/log.c proto/password.c
+PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/password.c
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
               worker/http.c worker/login.c worker/routes.c worker/session_cache.c
 SUPERVISOR_SRC := supervisor/admin.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/migrate.c supervisor/notify.c \

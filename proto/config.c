@@ -71,7 +71,7 @@ static const struct config_key config_keys[] = {
     { "argon2_memlimit_kib", CONFIG_INT, NUM(argon2_memlimit_kib), 8, 4194304, "19456", NULL,
       "Argon2id memory cost in KiB" },
     { "hash_threads", CONFIG_INT, NUM(hash_threads), 0, 128, "0", NULL,
-      "Argon2 threads per worker (0 = max(1, CPUs / workers))" },
+      "Argon2 threads per worker (0 = CPUs, as many as half of memory_soft_limit_mb holds); all workers together run at most one hash per CPU" },
     { "hash_queue_max", CONFIG_INT, NUM(hash_queue_max), 1, 100000, "64", NULL,
       "hashes queued per worker before answering 503" },
     { "db_pool_size", CONFIG_INT, NUM(db_pool_size), 1, 64, "4", NULL,
@@ -445,10 +445,17 @@ int config_load_string(struct config *cfg, const char *text, const char *origin,
                                errsize);
 }
 
+int config_cpus(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return cpus < 1 ? 1 : cpus > 4096 ? 4096 : (int)cpus;
+}
+
 int config_finish(struct config *cfg, char *err, size_t errsize)
 {
     const char *url = getenv("VERONA_DATABASE_URL");
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int cpus = config_cpus();
 
     if (url == NULL || url[0] == '\0')
         url = getenv("DATABASE_URL");
@@ -460,12 +467,22 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         }
         strcpy(cfg->database_url, url);
     }
-    if (cpus < 1)
-        cpus = 1;
     if (cfg->workers == 0)
-        cfg->workers = cpus > 128 ? 128 : (int)cpus;
-    if (cfg->hash_threads == 0)
-        cfg->hash_threads = cpus / cfg->workers > 1 ? (int)(cpus / cfg->workers) : 1;
+        cfg->workers = cpus > 128 ? 128 : cpus;
+    if (cfg->hash_threads == 0) {
+        /*
+         * One thread a CPU, so that one worker can use every CPU the others
+         * leave idle: a client's logins stay on the worker that holds its
+         * connection, and the supervisor's hash gate keeps the sum over all
+         * workers to one running hash a CPU. A worker's peak (a hash holds
+         * argon2_memlimit_kib while it runs) stays within half its soft limit.
+         */
+        long budget = (long)cfg->memory_soft_limit_mb * 1024 / 2 / cfg->argon2_memlimit_kib;
+
+        cfg->hash_threads = cpus > 128 ? 128 : cpus;
+        if (budget < cfg->hash_threads)
+            cfg->hash_threads = budget < 1 ? 1 : (int)budget;
+    }
     if (cfg->memory_hard_limit_mb < cfg->memory_soft_limit_mb) {
         config_error(err, errsize, "memory_hard_limit_mb (%d) is below memory_soft_limit_mb (%d)",
                      cfg->memory_hard_limit_mb, cfg->memory_soft_limit_mb);

@@ -80,6 +80,10 @@ int config_load_string(struct config *cfg, const char *text, const char *origin,
  * values and checks the keys against each other. Returns 0 or -1 + err. */
 int config_finish(struct config *cfg, char *err, size_t errsize);
 
+/* The CPUs online (at least 1): the default of `workers` and `hash_threads`
+ * and the slots of the supervisor's hash gate. */
+int config_cpus(void);
+
 /* Sets one key from its text form; returns 0 or -1 with a message. */
 int config_set(struct config *cfg, const char *key, const char *value, char *err,
                size_t errsize);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../proto/hash_gate.h"
 #include "../proto/log.h"
 #include "memwatch.h"
 #include "supervisor.h"
@@ -635,6 +636,7 @@ void pool_tick(struct pool *pool)
 int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, char *err, size_t errsize)
 {
     size_t n = 0, k = 0;
+    char gate_err[160];
 
     memset(pool, 0, sizeof(*pool));
     pool->sup = sup;
@@ -644,15 +646,24 @@ int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, ch
     build_ref(build);
     while (environ[n] != NULL)
         n++;
-    pool->env = calloc(n + 3, sizeof(char *));
+    pool->env = calloc(n + 4, sizeof(char *));
     if (pool->env == NULL) {
         snprintf(err, errsize, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "VERONA_CONTROL_FD=", 18) != 0)
+        if (strncmp(environ[i], "VERONA_CONTROL_FD=", 18) != 0 &&
+            strncmp(environ[i], HASH_GATE_ENV "=", sizeof(HASH_GATE_ENV)) != 0)
             pool->env[k++] = environ[i];
     pool->env[k++] = "VERONA_CONTROL_FD=4";
+    pool->gate = hash_gate_create(config_cpus(), gate_err, sizeof(gate_err));
+    if (pool->gate < 0) {
+        log_emit(LOG_WARN, "hash_gate_unavailable",
+                 json_pack("{s:s, s:s}", "error", gate_err, "effect", "each worker hashes on its own threads only"));
+    } else {
+        snprintf(pool->gate_env, sizeof(pool->gate_env), HASH_GATE_ENV "=%d", pool->gate);
+        pool->env[k++] = pool->gate_env;
+    }
     /*
      * libpq links libldap, which links GnuTLS, whose constructor initialises
      * the whole library (and p11-kit) in every process that loads it: about
@@ -681,6 +692,8 @@ void pool_fini(struct pool *pool)
         uv_close((uv_handle_t *)&pool->slots[s].timer, pool_on_timer_close);
     free(pool->env);
     pool->env = NULL;
+    hash_gate_remove(pool->gate);
+    pool->gate = -1;
     build_unref(pool->build);
     build_unref(pool->good);
     pool->build = pool->good = NULL;

@@ -88,13 +88,16 @@ struct pool {
     struct build *build;           /* what empty slots are filled with */
     struct build *good;            /* the last good build (rollback target) */
     struct rollout rollout;
-    char **env;                    /* owned: environ + VERONA_CONTROL_FD */
+    char **env;                    /* owned: environ + VERONA_CONTROL_FD, VERONA_HASH_GATE */
+    int gate;                      /* the hash gate (proto/hash_gate.h), or -1 */
+    char gate_env[48];             /* "VERONA_HASH_GATE=<id>" */
     uint64_t restarts[REASON_COUNT];
     struct control_counters gone;  /* counters of workers that exited */
 };
 
-/* Prepares the pool (no process yet) with `build` (takes the reference).
- * Returns 0 or -1 with a message. */
+/* Prepares the pool (no process yet) with `build` (takes the reference)
+ * and creates the hash gate, one slot a CPU (without one, workers hash
+ * ungated). Returns 0 or -1 with a message. */
 int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, char *err, size_t errsize);
 
 /* Starts a replacement for `old` running `build`; the old worker drains

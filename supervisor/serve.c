@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../proto/hash_gate.h"
 #include "../proto/log.h"
 #include "cli.h"
 #include "supervisor.h"
@@ -233,6 +234,7 @@ int serve_main(int argc, char **argv)
     if (admin_start(&sup->admin, sup, sup->cfg.admin_socket, err, sizeof(err)) != 0 ||
         metrics_start(&sup->metrics, sup, sup->cfg.metrics_listen, err, sizeof(err)) != 0) {
         fprintf(stderr, "verona serve: %s\n", err);
+        hash_gate_remove(sup->pool.gate); /* a kernel object: it outlives the process */
         return CLI_FAILED;
     }
     for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++) {

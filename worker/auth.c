@@ -1,6 +1,8 @@
 /* worker/auth.c - hashing, strength, tokens (worker/auth.h). */
 #include "auth.h"
 
+#include "../proto/hash_gate.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -8,13 +10,14 @@
 #include <string.h>
 
 
-int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg)
+int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int gate)
 {
     unsigned char random_password[32];
 
     memset(auth, 0, sizeof(*auth));
     auth->loop = loop;
     auth->cfg = cfg;
+    auth->gate = gate;
     randombytes_buf(random_password, sizeof(random_password));
     if (crypto_pwhash_str(auth->dummy_hash, (const char *)random_password,
                           sizeof(random_password), (unsigned long long)cfg->argon2_opslimit,
@@ -24,9 +27,8 @@ int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg)
     return 0;
 }
 
-static void auth_job_run(uv_work_t *w)
+static void auth_job_hash(struct auth_job *job)
 {
-    struct auth_job *job = (struct auth_job *)w;
     const struct config *cfg = job->auth->cfg;
     unsigned long long ops = (unsigned long long)cfg->argon2_opslimit;
     size_t mem = (size_t)cfg->argon2_memlimit_kib * 1024;
@@ -53,6 +55,19 @@ static void auth_job_run(uv_work_t *w)
                               mem) != 0)
             job->failed = 1;
     }
+}
+
+/* On a pool thread: waits for a slot of the machine's hash gate, so that
+ * no more hashes run at once than there are CPUs, whichever workers they
+ * come from (proto/hash_gate.h). A gate gone missing is not an error. */
+static void auth_job_run(uv_work_t *w)
+{
+    struct auth_job *job = (struct auth_job *)w;
+    int gated = hash_gate_enter(job->auth->gate) == 0;
+
+    auth_job_hash(job);
+    if (gated)
+        hash_gate_leave(job->auth->gate);
 }
 
 static void auth_job_done(uv_work_t *w, int status)

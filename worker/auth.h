@@ -23,6 +23,7 @@ struct auth {
     const struct config *cfg;
     char dummy_hash[crypto_pwhash_STRBYTES];
     int queued;                  /* jobs submitted and not yet finished */
+    int gate;                    /* the supervisor's hash gate, or -1 */
 };
 
 /* One hashing job. The caller owns it until `cb` runs (always on the
@@ -46,8 +47,9 @@ struct auth_job {
     void *data;
 };
 
-/* Computes the dummy hash with the configured parameters. 0 or -1. */
-int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg);
+/* Computes the dummy hash with the configured parameters; jobs take a slot
+ * of hash gate `gate` (-1: none) while they hash. 0 or -1. */
+int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int gate);
 
 /* 1 when hash_queue_max jobs are queued: a new one would be refused. */
 int auth_queue_full(const struct auth *auth);

@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
+#include "../proto/hash_gate.h"
 #include "../proto/log.h"
 #include "../sql/migrations.h"
 #include "control.h"
@@ -221,7 +223,7 @@ int worker_setup(struct worker *w, int listen_fd)
     /* Argon2 runs on libuv's pool: size it before the first job. */
     snprintf(threads, sizeof(threads), "%d", w->cfg.hash_threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);
-    if (auth_init(&w->auth, w->loop, &w->cfg) != 0) {
+    if (auth_init(&w->auth, w->loop, &w->cfg, hash_gate_from_env()) != 0) {
         log_emit(LOG_ERROR, "bad_settings", json_pack("{s:s}", "error", "cannot compute the dummy hash (argon2_memlimit_kib too high?)"));
         return 2;
     }
@@ -244,9 +246,9 @@ int worker_setup(struct worker *w, int listen_fd)
     uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
     w->configured = 1;
     log_emit(LOG_INFO, "worker_started",
-             json_pack("{s:s, s:s, s:i, s:i, s:b}", "build_id", worker_build_id, "listen", w->cfg.listen,
+             json_pack("{s:s, s:s, s:i, s:i, s:b, s:b}", "build_id", worker_build_id, "listen", w->cfg.listen,
                        "db_pool_size", w->cfg.db_pool_size, "hash_threads", w->cfg.hash_threads,
-                       "supervised", w->supervised));
+                       "hash_gate", w->auth.gate >= 0, "supervised", w->supervised));
     return 0;
 }
 
@@ -280,6 +282,9 @@ int main(int argc, char **argv)
     if (getenv("VERONA_TEST_LEAK_KB") != NULL)
         worker_test_leak_kb = strtol(getenv("VERONA_TEST_LEAK_KB"), NULL, 10);
     signal(SIGPIPE, SIG_IGN);
+    /* Spawned from /proc/self/fd/N (supervisor/build.c), the kernel names
+     * the process "N": give ps, top and pgrep their usual name back. */
+    (void)prctl(PR_SET_NAME, "verona-worker", 0, 0, 0);
     if (sodium_init() < 0) {
         fprintf(stderr, "verona-worker: libsodium failed to initialise\n");
         return 1;

@@ -36,8 +36,33 @@ START_TEST(defaults_match_spec)
     ck_assert_int_eq(cfg.throttle_account.seconds, 86400);
     ck_assert_int_eq(cfg.session_ttl_s, 43200);
     ck_assert_int_ge(cfg.workers, 1);
-    ck_assert_int_ge(cfg.hash_threads, 1);
     ck_assert_int_eq(cfg.registration_open, 1);
+}
+END_TEST
+
+/* One hash thread a CPU, as many as half the soft limit holds. */
+START_TEST(hash_threads_follow_cpus_and_memory)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX];
+    int cpus = config_cpus();
+
+    ck_assert_int_ge(cpus, 1);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.hash_threads, cpus < 6 ? cpus : 6); /* 128 MiB / 19 MiB */
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_string(&cfg, "memory_soft_limit_mb = 40\n", "t", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.hash_threads, 1);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_string(&cfg, "argon2_memlimit_kib = 8\nworkers = 4\n", "t", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.hash_threads, cpus < 128 ? cpus : 128); /* not divided by workers */
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_string(&cfg, "hash_threads = 3\n", "t", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.hash_threads, 3);
 }
 END_TEST
 
@@ -156,6 +181,7 @@ Suite *config_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, defaults_match_spec);
+    tcase_add_test(tc, hash_threads_follow_cpus_and_memory);
     tcase_add_test(tc, file_values_and_relative_paths);
     tcase_add_test(tc, errors_name_file_and_line);
     tcase_add_test(tc, cross_key_checks);
