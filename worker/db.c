@@ -41,7 +41,13 @@ static const struct {
                          "FROM sessions s JOIN users u ON u.id = s.user_id "
                          "WHERE s.token_hash = $1 AND s.expires_abs > now() "
                          "AND s.last_used + make_interval(secs => s.idle_s) > now()", 1 },
-    [DB_SESSION_TOUCH] = { "UPDATE sessions SET last_used = now() WHERE token_hash = $1", 1 },
+    /* A batch: $1 is a text array of hex token hashes (worker/session_touch.c).
+     * Rows are locked in token order first, so two workers' batches that
+     * share sessions wait for each other instead of deadlocking. */
+    [DB_SESSION_TOUCH] = { "WITH l AS (SELECT token_hash FROM sessions WHERE token_hash IN "
+                           "(SELECT decode(h, 'hex') FROM unnest($1::text[]) AS t(h)) "
+                           "ORDER BY token_hash FOR UPDATE) "
+                           "UPDATE sessions s SET last_used = now() FROM l WHERE s.token_hash = l.token_hash", 1 },
     /* The user (read in the statement's snapshot, before the delete) lets
      * the worker drop every cached session of a logout-all. */
     [DB_LOGOUT] = { "SELECT verona_logout($1, $2), (SELECT user_id FROM sessions WHERE token_hash = $1)", 2 },

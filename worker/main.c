@@ -239,6 +239,7 @@ int worker_setup(struct worker *w, int listen_fd)
         log_emit(LOG_ERROR, "out_of_memory", NULL);
         return 1;
     }
+    session_touch_init(&w->touch, &w->db);
     uv_timer_init(w->loop, &w->sweep_timer);
     w->sweep_timer.data = w;
     uv_timer_init(w->loop, &w->schema_timer);

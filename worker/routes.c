@@ -5,6 +5,7 @@
 
 #include "../proto/log.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,12 +203,12 @@ static void route_session_answer(struct route_ctx *ctx)
                           ctx->username, "expires_at", ctx->expires_at));
 }
 
-static void route_session_on_touched(void *arg, PGresult *res)
+static void route_session_on_touched(struct session_touch_entry *e, int ok)
 {
-    struct route_ctx *ctx = arg;
+    struct route_ctx *ctx = (struct route_ctx *)((char *)e - offsetof(struct route_ctx, touch));
 
     /* Never answer 2xx before the write is committed. */
-    if (!db_result_ok(res)) {
+    if (!ok) {
         route_unavailable(ctx);
         return;
     }
@@ -217,7 +218,6 @@ static void route_session_on_touched(void *arg, PGresult *res)
 static void route_session_on_result(void *arg, PGresult *res)
 {
     struct route_ctx *ctx = arg;
-    struct db_query *q = &ctx->query;
 
     if (!db_result_ok(res)) {
         route_unavailable(ctx);
@@ -234,10 +234,10 @@ static void route_session_on_result(void *arg, PGresult *res)
     session_cache_put(&ctx->w->sessions, ctx->token_hash, ctx->sent_ms, ctx->revocations_at_send, ctx->user_id,
                       ctx->username, ctx->expires_at, strtoll(PQgetvalue(res, 0, 4), NULL, 10));
     if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
-        /* Last use is written at most once a minute. */
-        q->statement = DB_SESSION_TOUCH;
-        q->cb = route_session_on_touched;
-        db_query_send(&ctx->w->db, q);
+        /* Last use is written at most once a minute, with other sessions'. */
+        memcpy(ctx->touch.token_hash, ctx->token_hash, sizeof(ctx->touch.token_hash));
+        ctx->touch.done = route_session_on_touched;
+        session_touch_add(&ctx->w->touch, &ctx->touch);
         return;
     }
     route_session_answer(ctx);

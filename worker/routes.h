@@ -20,6 +20,7 @@ struct route_ctx {
     struct worker *w;
     struct http_request *req;
     struct db_query query;
+    struct session_touch_entry touch;     /* a session check's last-use write */
     struct auth_job *job;                 /* owned; only routes that hash */
     char address[ADDRESS_TEXT_MAX];
     char username[AUTH_USERNAME_MAX + 1];

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "http.h"
 #include "session_cache.h"
+#include "session_touch.h"
 
 struct worker {
     uv_loop_t *loop;
@@ -41,6 +42,7 @@ struct worker {
     uv_timer_t drain_timer;
     struct control_counters counters;
     struct session_cache sessions;
+    struct session_touch touch;   /* last-use writes, batched */
 };
 
 /* Applies the settings: hashing, database pool, HTTP server (on the

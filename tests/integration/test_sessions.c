@@ -129,6 +129,43 @@ START_TEST(last_use_written_at_most_once_a_minute)
 }
 END_TEST
 
+/* Stale sessions checked all at once: their last-use writes share
+ * UPDATEs (worker/session_touch.c), yet every check is answered 200 and
+ * every session's last use is written. */
+START_TEST(last_use_of_many_sessions_at_once)
+{
+    enum { N = 12 };
+    char name[64], tokens[N][44], sql[256], request[N][160], *written;
+    int fds[N];
+
+    harness_username(name, sizeof(name), "many");
+    harness_register(worker.port, name, GOOD_PASSWORD);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, tokens[i], NULL), 200);
+        snprintf(request[i], sizeof(request[i]), "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                 tokens[i]);
+    }
+    sql_for_user(name, "last_used = now() - interval '90 seconds'");
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(worker.port);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(harness_send(fds[i], request[i], strlen(request[i])), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(harness_read_response(fds[i], r, 10000), 0);
+        ck_assert_int_eq(r->status, 200);
+        close(fds[i]);
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM sessions WHERE last_used > now() - interval '60 seconds' "
+             "AND user_id = (SELECT id FROM users WHERE username = '%s')", name);
+    written = harness_sql_value(sql);
+    ck_assert_str_eq(written, "12");
+    free(written);
+}
+END_TEST
+
 START_TEST(sweep_removes_expired_rows)
 {
     char name[64], token[44], header[80], sql[256], *count;
@@ -236,6 +273,7 @@ Suite *sessions_suite(void)
     tcase_add_test(tc, idle_expiry);
     tcase_add_test(tc, absolute_expiry);
     tcase_add_test(tc, last_use_written_at_most_once_a_minute);
+    tcase_add_test(tc, last_use_of_many_sessions_at_once);
     tcase_add_test(tc, sweep_removes_expired_rows);
     tcase_add_test(tc, revocation_elsewhere_is_seen_within_a_second);
     tcase_add_test(tc, full_hash_queue_answers_503);
