@@ -10,21 +10,34 @@
 #include <string.h>
 
 
+int auth_dummy_hash(char *out, int opslimit, int memlimit_kib)
+{
+    unsigned char salt[crypto_pwhash_SALTBYTES], digest[32];
+    char salt64[sodium_base64_ENCODED_LEN(crypto_pwhash_SALTBYTES, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+    char digest64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+    int n;
+
+    randombytes_buf(salt, sizeof(salt));
+    randombytes_buf(digest, sizeof(digest));
+    sodium_bin2base64(salt64, sizeof(salt64), salt, sizeof(salt), sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    sodium_bin2base64(digest64, sizeof(digest64), digest, sizeof(digest),
+                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    n = snprintf(out, crypto_pwhash_STRBYTES, "$argon2id$v=%d$m=%d,t=%d,p=1$%s$%s", 0x13, memlimit_kib, opslimit,
+                 salt64, digest64);
+    if (n < 0 || (size_t)n >= crypto_pwhash_STRBYTES)
+        return -1;
+    /* libsodium must read it as a hash with exactly these parameters. */
+    return crypto_pwhash_str_needs_rehash(out, (unsigned long long)opslimit, (size_t)memlimit_kib * 1024) == 0 ? 0
+                                                                                                              : -1;
+}
+
 int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int gate)
 {
-    unsigned char random_password[32];
-
     memset(auth, 0, sizeof(*auth));
     auth->loop = loop;
     auth->cfg = cfg;
     auth->gate = gate;
-    randombytes_buf(random_password, sizeof(random_password));
-    if (crypto_pwhash_str(auth->dummy_hash, (const char *)random_password,
-                          sizeof(random_password), (unsigned long long)cfg->argon2_opslimit,
-                          (size_t)cfg->argon2_memlimit_kib * 1024) != 0)
-        return -1;
-    sodium_memzero(random_password, sizeof(random_password));
-    return 0;
+    return auth_dummy_hash(auth->dummy_hash, cfg->argon2_opslimit, cfg->argon2_memlimit_kib);
 }
 
 static void auth_job_hash(struct auth_job *job)

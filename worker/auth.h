@@ -47,9 +47,16 @@ struct auth_job {
     void *data;
 };
 
-/* Computes the dummy hash with the configured parameters; jobs take a slot
- * of hash gate `gate` (-1: none) while they hash. 0 or -1. */
+/* Makes the dummy hash for the configured parameters; jobs take a slot of
+ * hash gate `gate` (-1: none) while they hash. 0 or -1. */
 int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int gate);
+
+/* Writes (crypto_pwhash_STRBYTES) an Argon2id hash string with these
+ * parameters, a random salt and a random digest: verifying any password
+ * against it costs a real verify and never matches (2^-256), and making
+ * it costs no hash, so a new worker starts without an Argon2 run. 0, or -1
+ * when libsodium does not read it back with the same parameters. */
+int auth_dummy_hash(char *out, int opslimit, int memlimit_kib);
 
 /* 1 when hash_queue_max jobs are queued: a new one would be refused. */
 int auth_queue_full(const struct auth *auth);

@@ -25,9 +25,15 @@ static const struct {
     int nparams;
 } db_statements[DB_STATEMENT_COUNT] = {
     [DB_SCHEMA_VERSION] = { "SELECT coalesce(max(version), 0) FROM schema_migrations", 0 },
-    /* An attempt is checked and counted in one locked statement (002_attempts.sql). */
-    [DB_LOGIN_BEGIN] = { "SELECT wait_s, user_id, password_hash, locked, attempt_id "
-                         "FROM verona_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8)", 8 },
+    /* An attempt is checked and counted in one locked statement (002_attempts.sql).
+     * Its commit is not waited for on disk: other attempts see the
+     * provisional failure row as soon as it commits, and the attempt's own
+     * outcome (FAILED, SUCCEEDED, CANCEL: synchronous commits) flushes it
+     * with everything before it. Only a PostgreSQL crash inside that
+     * window could lose the row, and that attempt then fails with 503. */
+    [DB_LOGIN_BEGIN] = { "SELECT b.wait_s, b.user_id, b.password_hash, b.locked, b.attempt_id "
+                         "FROM verona_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) AS b, "
+                         "set_config('synchronous_commit', 'off', true) AS nosync", 8 },
     [DB_LOGIN_FAILED] = { "SELECT verona_attempt_failed($1, $2, $3, $4)", 4 },
     [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded($1, $2, $3, $4, $5, $6, $7, $8)"), 8 },
     [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },

@@ -224,7 +224,7 @@ int worker_setup(struct worker *w, int listen_fd)
     snprintf(threads, sizeof(threads), "%d", w->cfg.hash_threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);
     if (auth_init(&w->auth, w->loop, &w->cfg, hash_gate_from_env()) != 0) {
-        log_emit(LOG_ERROR, "bad_settings", json_pack("{s:s}", "error", "cannot compute the dummy hash (argon2_memlimit_kib too high?)"));
+        log_emit(LOG_ERROR, "bad_settings", json_pack("{s:s}", "error", "argon2_opslimit / argon2_memlimit_kib: libsodium does not accept them"));
         return 2;
     }
     rc = http_server_init(&w->http, w->loop, w->cfg.listen, listen_fd,

@@ -43,6 +43,26 @@ START_TEST(token_hash_is_stable_and_not_the_token)
 }
 END_TEST
 
+/* The dummy hash: libsodium reads it with the configured parameters, no
+ * password matches it, and every worker's is different. */
+START_TEST(dummy_hash_costs_a_verify_and_never_matches)
+{
+    char a[crypto_pwhash_STRBYTES], b[crypto_pwhash_STRBYTES];
+
+    ck_assert_int_eq(auth_dummy_hash(a, 1, 8192), 0);
+    ck_assert_int_eq(auth_dummy_hash(b, 1, 8192), 0);
+    ck_assert_str_ne(a, b);
+    ck_assert_int_eq(strncmp(a, "$argon2id$v=19$m=8192,t=1,p=1$", strlen("$argon2id$v=19$m=8192,t=1,p=1$")), 0);
+    ck_assert_int_eq(crypto_pwhash_str_needs_rehash(a, 1, 8192 * 1024), 0);
+    ck_assert_int_eq(crypto_pwhash_str_needs_rehash(a, 2, 19456 * 1024), 1);
+    ck_assert_int_eq(crypto_pwhash_str_verify(a, "", 0), -1);
+    ck_assert_int_eq(crypto_pwhash_str_verify(a, "correct horse battery staple", 28), -1);
+    ck_assert_int_eq(auth_dummy_hash(a, 2, 19456), 0);
+    ck_assert_int_eq(strncmp(a, "$argon2id$v=19$m=19456,t=2,p=1$", strlen("$argon2id$v=19$m=19456,t=2,p=1$")), 0);
+    ck_assert_int_eq(crypto_pwhash_str_needs_rehash(a, 2, 19456 * 1024), 0);
+}
+END_TEST
+
 Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -51,6 +71,7 @@ Suite *auth_suite(void)
     tcase_add_test(tc, tokens_are_43_base64url_characters_and_unique);
     tcase_add_test(tc, token_validation);
     tcase_add_test(tc, token_hash_is_stable_and_not_the_token);
+    tcase_add_test(tc, dummy_hash_costs_a_verify_and_never_matches);
     suite_add_tcase(s, tc);
     return s;
 }
