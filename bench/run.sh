@@ -80,9 +80,10 @@ INSERT INTO sessions (token_hash, user_id, expires_abs, idle_s)
        FROM bench_tokens;
 CREATE TABLE bench_keys AS SELECT n AS id, decode(hex, 'hex') AS token_hash FROM bench_tokens;
 ALTER TABLE bench_keys ADD PRIMARY KEY (id);
-ANALYZE;
-CHECKPOINT;
 SQL
+# Vacuumed now, so autovacuum does not wake up on the fresh rows in the
+# middle of a measurement; then a checkpoint, for the same reason.
+psql -q "$VERONA_DATABASE_URL" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 
 # ---- clusters ----
 port_seq=18100

@@ -71,7 +71,7 @@ static const struct config_key config_keys[] = {
     { "argon2_memlimit_kib", CONFIG_INT, NUM(argon2_memlimit_kib), 8, 4194304, "19456", NULL,
       "Argon2id memory cost in KiB" },
     { "hash_threads", CONFIG_INT, NUM(hash_threads), 0, 128, "0", NULL,
-      "Argon2 threads per worker (0 = CPUs, as many as half of memory_soft_limit_mb holds); all workers together run at most one hash per CPU" },
+      "Argon2 threads per worker (0 = 2 x CPUs; fewer if half of memory_soft_limit_mb cannot hold a hash a CPU); all workers together run one hash a CPU at most" },
     { "hash_queue_max", CONFIG_INT, NUM(hash_queue_max), 1, 100000, "64", NULL,
       "hashes queued per worker before answering 503" },
     { "db_pool_size", CONFIG_INT, NUM(db_pool_size), 1, 64, "4", NULL,
@@ -471,16 +471,18 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         cfg->workers = cpus > 128 ? 128 : cpus;
     if (cfg->hash_threads == 0) {
         /*
-         * One thread a CPU, so that one worker can use every CPU the others
-         * leave idle: a client's logins stay on the worker that holds its
-         * connection, and the supervisor's hash gate keeps the sum over all
-         * workers to one running hash a CPU. A worker's peak (a hash holds
-         * argon2_memlimit_kib while it runs) stays within half its soft limit.
+         * Two threads a CPU. The supervisor's hash gate lets one hash a CPU
+         * run, over all workers, and the threads beyond that wait in the
+         * gate's queue, first come first served across workers (a job left
+         * in a worker's own queue would lose its turn). A client's logins
+         * stay on the worker holding its connection, so one worker may need
+         * every CPU. Fewer threads if half the soft limit cannot hold one
+         * running hash (argon2_memlimit_kib) a CPU.
          */
         long budget = (long)cfg->memory_soft_limit_mb * 1024 / 2 / cfg->argon2_memlimit_kib;
 
-        cfg->hash_threads = cpus > 128 ? 128 : cpus;
-        if (budget < cfg->hash_threads)
+        cfg->hash_threads = cpus > 64 ? 128 : 2 * cpus;
+        if (budget < cpus)
             cfg->hash_threads = budget < 1 ? 1 : (int)budget;
     }
     if (cfg->memory_hard_limit_mb < cfg->memory_soft_limit_mb) {

@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 
 int auth_dummy_hash(char *out, int opslimit, int memlimit_kib)
@@ -75,8 +77,24 @@ static void auth_job_hash(struct auth_job *job)
  * come from (proto/hash_gate.h). A gate gone missing is not an error. */
 static void auth_job_run(uv_work_t *w)
 {
+    static _Thread_local int niced;
     struct auth_job *job = (struct auth_job *)w;
-    int gated = hash_gate_enter(job->auth->gate) == 0;
+    int gated;
+
+    /*
+     * A hash is batch work: the event loops, PostgreSQL and everything
+     * else that answers requests (health pings too) should take a CPU from
+     * it at once rather than share it. Lowering a thread's own priority
+     * needs no privilege; libuv's pool threads live as long as the worker.
+     */
+    if (!niced) {
+        errno = 0;
+        int prio = getpriority(PRIO_PROCESS, (id_t)gettid());
+        if (errno == 0 && prio < AUTH_HASH_NICE)
+            (void)setpriority(PRIO_PROCESS, (id_t)gettid(), AUTH_HASH_NICE);
+        niced = 1;
+    }
+    gated = hash_gate_enter(job->auth->gate) == 0;
 
     auth_job_hash(job);
     if (gated)

@@ -17,6 +17,7 @@
 #define AUTH_TOKEN_BYTES 32
 #define AUTH_TOKEN_CHARS 43      /* unpadded base64url of 32 bytes */
 #define AUTH_TOKEN_HASH_BYTES 32 /* BLAKE2b-256 */
+#define AUTH_HASH_NICE 10        /* the hash threads' nice value (worker/auth.c) */
 
 struct auth {
     uv_loop_t *loop;

@@ -40,7 +40,8 @@ START_TEST(defaults_match_spec)
 }
 END_TEST
 
-/* One hash thread a CPU, as many as half the soft limit holds. */
+/* Two hash threads a CPU, fewer if half the soft limit cannot hold a
+ * running hash a CPU. */
 START_TEST(hash_threads_follow_cpus_and_memory)
 {
     struct config cfg;
@@ -50,7 +51,7 @@ START_TEST(hash_threads_follow_cpus_and_memory)
     ck_assert_int_ge(cpus, 1);
     config_defaults(&cfg);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
-    ck_assert_int_eq(cfg.hash_threads, cpus < 6 ? cpus : 6); /* 128 MiB / 19 MiB */
+    ck_assert_int_eq(cfg.hash_threads, cpus <= 6 ? 2 * cpus : 6); /* 128 MiB / 19 MiB = 6 */
     config_defaults(&cfg);
     ck_assert_int_eq(config_load_string(&cfg, "memory_soft_limit_mb = 40\n", "t", err, sizeof(err)), 0);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
@@ -58,7 +59,7 @@ START_TEST(hash_threads_follow_cpus_and_memory)
     config_defaults(&cfg);
     ck_assert_int_eq(config_load_string(&cfg, "argon2_memlimit_kib = 8\nworkers = 4\n", "t", err, sizeof(err)), 0);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
-    ck_assert_int_eq(cfg.hash_threads, cpus < 128 ? cpus : 128); /* not divided by workers */
+    ck_assert_int_eq(cfg.hash_threads, cpus <= 64 ? 2 * cpus : 128); /* not divided by workers */
     config_defaults(&cfg);
     ck_assert_int_eq(config_load_string(&cfg, "hash_threads = 3\n", "t", err, sizeof(err)), 0);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
