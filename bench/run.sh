@@ -212,8 +212,13 @@ victim=$("$bin/verona" ctl -s "$sock" status --json | sed -n 's/.*"pid":\([0-9]*
 kill -KILL "$victim" 2>/dev/null || true; wait $w
 record "failed requests when a worker is SIGKILLed" "$(field failed "$(cat "$tmp/out-kill")")" "requests" - 32 le "at most its connections (32 in all)"
 cluster_stop
-export VERONA_TEST_LEAK_KB=2   # test-only switch: every request keeps 2 KiB
-cluster_start leak 4 "memory_soft_limit_mb = 40
+# A real leak (test-only switch: every request keeps 2 KiB) under a soft
+# limit that each worker passes about once in the run: one memory recycle
+# a worker, staggered, as a leaking build would cause (a tighter limit
+# recycles the whole pool every second and measures little else).
+export VERONA_TEST_LEAK_KB=2
+cluster_start leak 4 "memory_soft_limit_mb = 100
+memory_hard_limit_mb = 400
 health_interval_ms = 200"
 unset VERONA_TEST_LEAK_KB
 TOKENS_FILE="$tmp/tokens-10000" bench_wrk 32 "$dur" bench/session.lua /v1/session > "$tmp/out-leak"

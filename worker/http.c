@@ -348,28 +348,42 @@ static void http_on_write(uv_write_t *w, int status)
     free(hw);
 }
 
-/* Writes the pieces as one buffer (one allocation, one copy), owned by
- * the write request until its callback. */
+/* Writes the pieces: straight to the socket when it takes them all (the
+ * usual case: no allocation, no copy, no write request, no change to the
+ * loop's epoll set), else what is left as one buffer (one allocation, one
+ * copy) owned by a write request until its callback. A write that closes
+ * the connection always takes the request path, which closes after it. */
 static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after)
 {
     struct http_write *hw;
     uv_buf_t buf;
-    size_t len = 0, at = 0;
+    size_t len = 0, at = 0, skip = 0;
 
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return -EPIPE;
     for (int i = 0; i < count; i++)
         len += parts[i].len;
-    hw = malloc(sizeof(*hw) + len);
+    if (!close_after) {
+        int n = uv_try_write((uv_stream_t *)&c->tcp, parts, (unsigned)count);
+
+        if (n > 0 && (size_t)n == len)
+            return 0;
+        if (n > 0)
+            skip = (size_t)n; /* the socket is full: queue the rest */
+    }
+    hw = malloc(sizeof(*hw) + (len - skip));
     if (hw == NULL) {
         http_conn_close(c);
         return -ENOMEM;
     }
     for (int i = 0; i < count; i++) {
-        if (parts[i].len > 0)
-            memcpy(hw->data + at, parts[i].base, parts[i].len);
+        size_t from = skip > at ? skip - at : 0;
+
+        if (parts[i].len > from)
+            memcpy(hw->data + (at + from - skip), parts[i].base + from, parts[i].len - from);
         at += parts[i].len;
     }
+    len -= skip;
     hw->conn = c;
     hw->close_after = close_after;
     buf = uv_buf_init(hw->data, (unsigned)len);

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct session_cache_entry *session_cache_slot(struct session_cache *cache, const unsigned char *hash)
+/* The SESSION_CACHE_WAYS entries `hash` may live in, or NULL. */
+static struct session_cache_entry *session_cache_set(struct session_cache *cache, const unsigned char *hash)
 {
     uint32_t index;
 
@@ -17,16 +18,25 @@ static struct session_cache_entry *session_cache_slot(struct session_cache *cach
     }
     /* The key is a BLAKE2b hash already: its bytes are uniform. */
     memcpy(&index, hash, sizeof(index));
-    return &cache->entries[index % SESSION_CACHE_SLOTS];
+    return &cache->entries[(index % (SESSION_CACHE_SLOTS / SESSION_CACHE_WAYS)) * SESSION_CACHE_WAYS];
+}
+
+/* The entry holding `hash` in its set, or NULL. */
+static struct session_cache_entry *session_cache_find(struct session_cache_entry *set, const unsigned char *hash)
+{
+    for (int i = 0; i < SESSION_CACHE_WAYS; i++)
+        if (set[i].fetched_ms != 0 && memcmp(set[i].token_hash, hash, sizeof(set[i].token_hash)) == 0)
+            return &set[i];
+    return NULL;
 }
 
 const struct session_cache_entry *session_cache_get(struct session_cache *cache, const unsigned char *hash,
                                                     uint64_t now_ms, int64_t now_epoch)
 {
-    struct session_cache_entry *e = session_cache_slot(cache, hash);
+    struct session_cache_entry *set = session_cache_set(cache, hash);
+    struct session_cache_entry *e = set != NULL ? session_cache_find(set, hash) : NULL;
 
-    if (e == NULL || e->fetched_ms == 0 || memcmp(e->token_hash, hash, sizeof(e->token_hash)) != 0 ||
-        now_ms - e->fetched_ms >= SESSION_CACHE_TTL_MS || now_epoch >= e->expires_epoch) {
+    if (e == NULL || now_ms - e->fetched_ms >= SESSION_CACHE_TTL_MS || now_epoch >= e->expires_epoch) {
         cache->misses++;
         return NULL;
     }
@@ -38,15 +48,26 @@ void session_cache_put(struct session_cache *cache, const unsigned char *hash, u
                        uint64_t revocations_at_send, const char *user_id, const char *username,
                        const char *expires_at, int64_t expires_epoch)
 {
-    struct session_cache_entry *e;
+    struct session_cache_entry *set, *e;
 
     /* A logout or password change answered here after this lookup was
      * sent may have ended the session: the answer is not kept. */
     if (revocations_at_send != cache->revocations)
         return;
-    e = session_cache_slot(cache, hash);
-    if (e == NULL)
+    set = session_cache_set(cache, hash);
+    if (set == NULL)
         return;
+    /* The same session's entry, else an empty one, else the oldest. */
+    e = session_cache_find(set, hash);
+    for (int i = 0; e == NULL && i < SESSION_CACHE_WAYS; i++)
+        if (set[i].fetched_ms == 0)
+            e = &set[i];
+    if (e == NULL) {
+        e = &set[0];
+        for (int i = 1; i < SESSION_CACHE_WAYS; i++)
+            if (set[i].fetched_ms < e->fetched_ms)
+                e = &set[i];
+    }
     memcpy(e->token_hash, hash, sizeof(e->token_hash));
     e->fetched_ms = sent_ms > 0 ? sent_ms : 1; /* the age counts from the question, not the answer */
     e->expires_epoch = expires_epoch;
@@ -62,8 +83,8 @@ void session_cache_forget(struct session_cache *cache, const unsigned char *hash
     cache->revocations++;
     if (cache->entries == NULL)
         return;
-    e = session_cache_slot(cache, hash);
-    if (memcmp(e->token_hash, hash, sizeof(e->token_hash)) == 0)
+    e = session_cache_find(session_cache_set(cache, hash), hash);
+    if (e != NULL)
         e->fetched_ms = 0;
 }
 

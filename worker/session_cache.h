@@ -2,8 +2,10 @@
  * session checks skip PostgreSQL. An entry lives at most one second
  * (SESSION_CACHE_TTL_MS) past PostgreSQL's last word on it, which bounds
  * how late a logout or password change made elsewhere is seen here; one
- * made on this worker drops the entries at once. Direct-mapped and fixed
- * in size: no growth after warm-up, no eviction bookkeeping.
+ * made on this worker drops the entries at once. Fixed in size (no growth
+ * after warm-up) and 4-way set-associative: a new entry takes an empty
+ * or the oldest of its set's four, so sessions whose hashes share a set
+ * do not keep evicting each other.
  */
 #ifndef VERONA_WORKER_SESSION_CACHE_H
 #define VERONA_WORKER_SESSION_CACHE_H
@@ -11,6 +13,7 @@
 #include <stdint.h>
 
 #define SESSION_CACHE_SLOTS 16384
+#define SESSION_CACHE_WAYS 4      /* a hash may live in any of 4 entries of its set */
 #define SESSION_CACHE_TTL_MS 1000
 
 struct session_cache_entry {

@@ -79,6 +79,35 @@ START_TEST(a_colliding_hash_is_not_a_hit)
 }
 END_TEST
 
+/* Five sessions of one set: the four ways keep the newest four. */
+START_TEST(a_full_set_drops_its_oldest_entry)
+{
+    struct session_cache cache = { 0 };
+    unsigned char h[5][32];
+
+    for (int i = 0; i < 5; i++) {
+        hash_of(h[i], 21);
+        h[i][31] = (unsigned char)(100 + i); /* same set, other keys */
+        session_cache_put(&cache, h[i], 10 + (uint64_t)i, cache.revocations, "1", "u", "x", 1000);
+    }
+    ck_assert_ptr_null(session_cache_get(&cache, h[0], 20, 1));
+    for (int i = 1; i < 5; i++)
+        ck_assert_ptr_nonnull(session_cache_get(&cache, h[i], 20, 1));
+    /* A forgotten way is reused before any live one. */
+    session_cache_forget(&cache, h[2]);
+    ck_assert_ptr_null(session_cache_get(&cache, h[2], 20, 1));
+    session_cache_put(&cache, h[0], 30, cache.revocations, "1", "u", "x", 1000);
+    ck_assert_ptr_nonnull(session_cache_get(&cache, h[0], 31, 1));
+    ck_assert_ptr_nonnull(session_cache_get(&cache, h[1], 20, 1));
+    /* Storing a session again refreshes its own entry, not another. */
+    session_cache_put(&cache, h[1], 40, cache.revocations, "1", "u", "x", 1000);
+    for (int i = 0; i < 5; i++)
+        if (i != 2)
+            ck_assert_ptr_nonnull(session_cache_get(&cache, h[i], 45, 1));
+    session_cache_fini(&cache);
+}
+END_TEST
+
 START_TEST(a_lookup_older_than_a_revocation_is_not_kept)
 {
     struct session_cache cache = { 0 };
@@ -106,6 +135,7 @@ Suite *session_cache_suite(void)
     tcase_add_test(tc, never_past_the_session_expiry);
     tcase_add_test(tc, forget_one_and_forget_user);
     tcase_add_test(tc, a_colliding_hash_is_not_a_hit);
+    tcase_add_test(tc, a_full_set_drops_its_oldest_entry);
     tcase_add_test(tc, a_lookup_older_than_a_revocation_is_not_kept);
     suite_add_tcase(s, tc);
     return s;
