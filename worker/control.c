@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../proto/hash_gate.h"
 #include "../proto/log.h"
 #include "worker.h"
 
@@ -157,6 +158,12 @@ static void worker_control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t
     (void)buf;
     if (nread < 0) {
         log_emit(LOG_WARN, "supervisor_gone", NULL);
+        /* Died without removing its hash gate (SIGKILL, a crash): the
+         * orphans remove it, so no semaphore outlives the cluster; they
+         * hash ungated while they drain. Only when the supervisor is
+         * really gone (this process was handed to another parent). */
+        if (getppid() != w->supervisor_pid)
+            hash_gate_remove(hash_gate_from_env());
         w->control_open = 0;
         uv_read_stop(s);
         uv_close((uv_handle_t *)s, worker_control_on_close);
@@ -201,6 +208,7 @@ int worker_control_start(struct worker *w, int fd)
     if (rc != 0)
         return rc;
     w->supervised = 1;
+    w->supervisor_pid = getppid();
     w->control_open = 1;
     memset(&msg, 0, sizeof(msg));
     msg.type = CONTROL_HELLO;

@@ -34,6 +34,7 @@ struct worker {
 
     /* Supervised mode (VERONA_CONTROL_FD); see worker/control.c. */
     int supervised;
+    pid_t supervisor_pid; /* the parent at start: another one means it died */
     uv_pipe_t control;
     char *control_in;     /* owned: bytes received, not yet decoded */
     size_t control_len;

@@ -10,7 +10,6 @@
 #include <sys/sem.h>
 #include <unistd.h>
 
-#include "../../proto/hash_gate.h"
 #include "../lib/cluster.h"
 #include "../lib/harness.h"
 
@@ -61,26 +60,6 @@ static void assert_no_failures(const struct load *l)
                   l->login.errors, l->login.non_2xx, l->login.requests, l->login.out_path);
 }
 
-/* The hash gate's id, from a worker's environment; -1 if none. */
-static int worker_gate(int pid)
-{
-    char path[64], env[16384];
-    size_t n = 0, len = strlen(HASH_GATE_ENV "=");
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/environ", pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    n = fread(env, 1, sizeof(env) - 1, f);
-    fclose(f);
-    env[n] = '\0';
-    for (size_t i = 0; i < n; i += strlen(env + i) + 1)
-        if (strncmp(env + i, HASH_GATE_ENV "=", len) == 0)
-            return atoi(env + i + len);
-    return -1;
-}
-
 /* Polls (10 s) until every slot of the gate is free again. */
 static int gate_wait_free(int gate, int slots)
 {
@@ -103,7 +82,7 @@ START_TEST(sigkill_fails_only_what_the_worker_held)
     cluster_pause_ms(1500);
     victim = cluster_worker_pid(&c, "ready", 1);
     ck_assert_int_gt(victim, 0);
-    gate = worker_gate(victim);
+    gate = cluster_worker_gate(victim);
     ck_assert_int_ge(gate, 0);
     kill(victim, SIGKILL); /* most likely mid-hash, holding a slot of the gate */
     load_finish(&l);
@@ -116,7 +95,7 @@ START_TEST(sigkill_fails_only_what_the_worker_held)
     ck_assert_int_eq(cluster_restarts(&c, "crash"), 1);
     /* The killed worker's slot came back: the whole machine hashes again. */
     ck_assert_int_eq(gate_wait_free(gate, (int)sysconf(_SC_NPROCESSORS_ONLN)), (int)sysconf(_SC_NPROCESSORS_ONLN));
-    ck_assert_int_eq(worker_gate(cluster_worker_pid(&c, "ready", 0)), gate);
+    ck_assert_int_eq(cluster_worker_gate(cluster_worker_pid(&c, "ready", 0)), gate);
     cluster_stop(&c);
     ck_assert_int_eq(semctl(gate, 0, GETVAL), -1); /* the supervisor removed it */
 }

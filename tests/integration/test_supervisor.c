@@ -5,6 +5,7 @@
 #include <check.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/sem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,17 +275,22 @@ END_TEST
 START_TEST(workers_leave_when_the_supervisor_is_killed)
 {
     struct cluster c;
-    int pids[2];
+    int pids[2], gate;
     long long deadline;
 
     ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
     pids[0] = cluster_worker_pid(&c, "ready", 0);
     pids[1] = cluster_worker_pid(&c, "ready", 1);
+    gate = cluster_worker_gate(pids[0]);
+    ck_assert_int_ge(gate, 0);
+    ck_assert_int_ge(semctl(gate, 0, GETVAL), 1);
     ck_assert_int_eq(cluster_signal_wait(&c, SIGKILL, 5000) != -1, 1);
     deadline = harness_now_ms() + 20000;
     while (harness_now_ms() < deadline && (pid_alive(pids[0]) || pid_alive(pids[1])))
         cluster_pause_ms(50);
     ck_assert_msg(!pid_alive(pids[0]) && !pid_alive(pids[1]), "orphaned workers %d %d", pids[0], pids[1]);
+    /* The supervisor could not remove its hash gate; the orphans did. */
+    ck_assert_int_eq(semctl(gate, 0, GETVAL), -1);
 }
 END_TEST
 

@@ -1,6 +1,8 @@
 /* tests/lib/cluster.c - see tests/lib/cluster.h. */
 #include "cluster.h"
 
+#include "../../proto/hash_gate.h"
+
 #include <check.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -242,4 +244,24 @@ void wrk_finish(struct wrk_run *run)
     }
     fclose(f);
     ck_assert_msg(run->requests > 0, "wrk made no request, see %s", run->out_path);
+}
+
+/* The hash gate's id, from a worker's environment; -1 if none. */
+int cluster_worker_gate(int pid)
+{
+    char path[64], env[16384];
+    size_t n = 0, len = strlen(HASH_GATE_ENV "=");
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/environ", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(env, 1, sizeof(env) - 1, f);
+    fclose(f);
+    env[n] = '\0';
+    for (size_t i = 0; i < n; i += strlen(env + i) + 1)
+        if (strncmp(env + i, HASH_GATE_ENV "=", len) == 0)
+            return atoi(env + i + len);
+    return -1;
 }

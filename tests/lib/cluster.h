@@ -74,4 +74,7 @@ void wrk_finish(struct wrk_run *run);
 /* Waits `ms` milliseconds while the load runs (the test's own pacing). */
 void cluster_pause_ms(int ms);
 
+/* The supervisor's hash gate id, from worker `pid`'s environment; -1 if none. */
+int cluster_worker_gate(int pid);
+
 #endif
