@@ -71,7 +71,7 @@ static const struct config_key config_keys[] = {
     { "argon2_memlimit_kib", CONFIG_INT, NUM(argon2_memlimit_kib), 8, 4194304, "19456", NULL,
       "Argon2id memory cost in KiB" },
     { "hash_threads", CONFIG_INT, NUM(hash_threads), 0, 128, "0", NULL,
-      "Argon2 threads per worker (0 = 2 x CPUs; fewer if half of memory_soft_limit_mb cannot hold a hash a CPU); all workers together run one hash a CPU at most" },
+      "Argon2 threads per worker (0 = 2 x CPUs, fewer if half of memory_soft_limit_mb cannot hold a hash a thread); all workers together run one hash a CPU at most" },
     { "hash_queue_max", CONFIG_INT, NUM(hash_queue_max), 1, 100000, "64", NULL,
       "hashes queued per worker before answering 503" },
     { "db_pool_size", CONFIG_INT, NUM(db_pool_size), 1, 64, "4", NULL,
@@ -476,13 +476,14 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
          * gate's queue, first come first served across workers (a job left
          * in a worker's own queue would lose its turn). A client's logins
          * stay on the worker holding its connection, so one worker may need
-         * every CPU. Fewer threads if half the soft limit cannot hold one
-         * running hash (argon2_memlimit_kib) a CPU.
+         * every CPU. Fewer threads if half the soft limit cannot hold a
+         * running hash (argon2_memlimit_kib) a thread: without the gate (a
+         * worker on its own) every thread may hash at once.
          */
         long budget = (long)cfg->memory_soft_limit_mb * 1024 / 2 / cfg->argon2_memlimit_kib;
 
         cfg->hash_threads = cpus > 64 ? 128 : 2 * cpus;
-        if (budget < cpus)
+        if (budget < cfg->hash_threads) /* ungated, every thread may hash at once */
             cfg->hash_threads = budget < 1 ? 1 : (int)budget;
     }
     if (cfg->memory_hard_limit_mb < cfg->memory_soft_limit_mb) {

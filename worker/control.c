@@ -150,6 +150,18 @@ static void worker_control_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *
                        (unsigned)(WORKER_CONTROL_BUFFER - w->control_len));
 }
 
+void worker_control_orphan_gate(struct worker *w)
+{
+    /* A supervisor that died without removing its hash gate (SIGKILL, a
+     * crash) leaves it to its orphans, so no semaphore outlives the
+     * cluster; they hash ungated from then on. Only once this process has
+     * really been handed to another parent: the kernel closes a dying
+     * process's files (the EOF here) before it reparents its children, so
+     * the worker asks again as it exits. */
+    if (w->supervised && getppid() != w->supervisor_pid)
+        hash_gate_remove(hash_gate_from_env());
+}
+
 static void worker_control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct worker *w = s->data;
@@ -158,12 +170,7 @@ static void worker_control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t
     (void)buf;
     if (nread < 0) {
         log_emit(LOG_WARN, "supervisor_gone", NULL);
-        /* Died without removing its hash gate (SIGKILL, a crash): the
-         * orphans remove it, so no semaphore outlives the cluster; they
-         * hash ungated while they drain. Only when the supervisor is
-         * really gone (this process was handed to another parent). */
-        if (getppid() != w->supervisor_pid)
-            hash_gate_remove(hash_gate_from_env());
+        worker_control_orphan_gate(w);
         w->control_open = 0;
         uv_read_stop(s);
         uv_close((uv_handle_t *)s, worker_control_on_close);

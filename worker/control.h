@@ -19,4 +19,9 @@ void worker_control_ready(struct worker *w);
 /* Says goodbye and closes the control socket (its handle closes async). */
 void worker_control_close(struct worker *w, const char *reason);
 
+/* Removes the supervisor's hash gate if the supervisor died (this process
+ * has another parent now); called on the control socket's EOF and again
+ * at exit. */
+void worker_control_orphan_gate(struct worker *w);
+
 #endif

@@ -48,11 +48,14 @@ static const struct {
                          "WHERE s.token_hash = $1 AND s.expires_abs > now() "
                          "AND s.last_used + make_interval(secs => s.idle_s) > now()", 1 },
     /* A batch: $1 is a text array of hex token hashes (worker/session_touch.c).
-     * Rows are locked in token order first, so two workers' batches that
-     * share sessions wait for each other instead of deadlocking. */
+     * It never waits for a row lock, so it can never be part of a deadlock
+     * (with another worker's batch, a logout-all, a password change or the
+     * sweep, which lock several sessions each in their own order): a row
+     * locked right now is being written by another batch (the same now())
+     * or deleted, and is skipped. */
     [DB_SESSION_TOUCH] = { "WITH l AS (SELECT token_hash FROM sessions WHERE token_hash IN "
                            "(SELECT decode(h, 'hex') FROM unnest($1::text[]) AS t(h)) "
-                           "ORDER BY token_hash FOR UPDATE) "
+                           "FOR UPDATE SKIP LOCKED) "
                            "UPDATE sessions s SET last_used = now() FROM l WHERE s.token_hash = l.token_hash", 1 },
     /* The user (read in the statement's snapshot, before the delete) lets
      * the worker drop every cached session of a logout-all. */

@@ -338,6 +338,7 @@ int main(int argc, char **argv)
         }
     }
     uv_run(w->loop, UV_RUN_DEFAULT);
+    worker_control_orphan_gate(w);
     if (w->configured)
         db_free(&w->db);
     session_cache_fini(&w->sessions);

@@ -203,15 +203,23 @@ static void route_session_answer(struct route_ctx *ctx)
                           ctx->username, "expires_at", ctx->expires_at));
 }
 
+/* Keeps PostgreSQL's answer for this session (at most a second). */
+static void route_session_cache_put(struct route_ctx *ctx)
+{
+    session_cache_put(&ctx->w->sessions, ctx->token_hash, ctx->sent_ms, ctx->revocations_at_send, ctx->user_id,
+                      ctx->username, ctx->expires_at, ctx->expires_epoch);
+}
+
 static void route_session_on_touched(struct session_touch_entry *e, int ok)
 {
     struct route_ctx *ctx = (struct route_ctx *)((char *)e - offsetof(struct route_ctx, touch));
 
-    /* Never answer 2xx before the write is committed. */
+    /* Never answer 2xx (nor keep the answer) before the write is committed. */
     if (!ok) {
         route_unavailable(ctx);
         return;
     }
+    route_session_cache_put(ctx);
     route_session_answer(ctx);
 }
 
@@ -231,8 +239,7 @@ static void route_session_on_result(void *arg, PGresult *res)
     snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 0));
     snprintf(ctx->username, sizeof(ctx->username), "%s", PQgetvalue(res, 0, 1));
     snprintf(ctx->expires_at, sizeof(ctx->expires_at), "%s", PQgetvalue(res, 0, 2));
-    session_cache_put(&ctx->w->sessions, ctx->token_hash, ctx->sent_ms, ctx->revocations_at_send, ctx->user_id,
-                      ctx->username, ctx->expires_at, strtoll(PQgetvalue(res, 0, 4), NULL, 10));
+    ctx->expires_epoch = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
         /* Last use is written at most once a minute, with other sessions'. */
         memcpy(ctx->touch.token_hash, ctx->token_hash, sizeof(ctx->touch.token_hash));
@@ -240,6 +247,7 @@ static void route_session_on_result(void *arg, PGresult *res)
         session_touch_add(&ctx->w->touch, &ctx->touch);
         return;
     }
+    route_session_cache_put(ctx);
     route_session_answer(ctx);
 }
 

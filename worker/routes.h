@@ -33,6 +33,7 @@ struct route_ctx {
     char expires_at[32];                  /* RFC 3339, for the session answer */
     uint64_t sent_ms;                     /* when the session lookup was sent */
     uint64_t revocations_at_send;         /* the session cache's revocation count then */
+    int64_t expires_epoch;                /* the session's own expiry (unix seconds) */
     int step;
     int flag;
 };

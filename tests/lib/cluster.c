@@ -249,19 +249,36 @@ void wrk_finish(struct wrk_run *run)
 /* The hash gate's id, from a worker's environment; -1 if none. */
 int cluster_worker_gate(int pid)
 {
-    char path[64], env[16384];
-    size_t n = 0, len = strlen(HASH_GATE_ENV "=");
+    char path[64], *env = NULL;
+    size_t n = 0, cap = 0, len = strlen(HASH_GATE_ENV "=");
+    int gate = -1;
     FILE *f;
 
     snprintf(path, sizeof(path), "/proc/%d/environ", pid);
     f = fopen(path, "r");
     if (f == NULL)
         return -1;
-    n = fread(env, 1, sizeof(env) - 1, f);
+    /* The whole of it: the variable comes after whatever the supervisor inherited. */
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *bigger = realloc(env, cap + 65536);
+            if (bigger == NULL)
+                break;
+            env = bigger;
+            cap += 65536;
+        }
+        size_t got = fread(env + n, 1, cap - n - 1, f);
+        if (got == 0)
+            break;
+        n += got;
+    }
     fclose(f);
+    if (env == NULL)
+        return -1;
     env[n] = '\0';
     for (size_t i = 0; i < n; i += strlen(env + i) + 1)
         if (strncmp(env + i, HASH_GATE_ENV "=", len) == 0)
-            return atoi(env + i + len);
-    return -1;
+            gate = atoi(env + i + len);
+    free(env);
+    return gate;
 }

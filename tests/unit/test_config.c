@@ -41,7 +41,7 @@ START_TEST(defaults_match_spec)
 END_TEST
 
 /* Two hash threads a CPU, fewer if half the soft limit cannot hold a
- * running hash a CPU. */
+ * running hash a thread. */
 START_TEST(hash_threads_follow_cpus_and_memory)
 {
     struct config cfg;
@@ -51,7 +51,7 @@ START_TEST(hash_threads_follow_cpus_and_memory)
     ck_assert_int_ge(cpus, 1);
     config_defaults(&cfg);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
-    ck_assert_int_eq(cfg.hash_threads, cpus <= 6 ? 2 * cpus : 6); /* 128 MiB / 19 MiB = 6 */
+    ck_assert_int_eq(cfg.hash_threads, cpus <= 3 ? 2 * cpus : 6); /* 128 MiB / 19 MiB = 6 */
     config_defaults(&cfg);
     ck_assert_int_eq(config_load_string(&cfg, "memory_soft_limit_mb = 40\n", "t", err, sizeof(err)), 0);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), 0);
