@@ -210,6 +210,8 @@ static void route_session_cache_put(struct route_ctx *ctx)
                       ctx->username, ctx->expires_at, ctx->expires_epoch);
 }
 
+_Static_assert(AUTH_TOKEN_HASH_BYTES == SESSION_TOUCH_HASH_BYTES, "session_touch reads the token hash");
+
 static void route_session_on_touched(struct session_touch_entry *e, int ok)
 {
     struct route_ctx *ctx = (struct route_ctx *)((char *)e - offsetof(struct route_ctx, touch));
@@ -242,7 +244,7 @@ static void route_session_on_result(void *arg, PGresult *res)
     ctx->expires_epoch = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
         /* Last use is written at most once a minute, with other sessions'. */
-        memcpy(ctx->touch.token_hash, ctx->token_hash, sizeof(ctx->touch.token_hash));
+        ctx->touch.token_hash = ctx->token_hash;
         ctx->touch.done = route_session_on_touched;
         session_touch_add(&ctx->w->touch, &ctx->touch);
         return;

@@ -55,16 +55,14 @@ static void session_touch_flush(struct session_touch *t)
         tail = &e->next;
         if (n++ > 0)
             t->param[len++] = ',';
-        sodium_bin2hex(t->param + len, sizeof(t->param) - len, e->token_hash, sizeof(e->token_hash));
-        len += 2 * sizeof(e->token_hash);
+        sodium_bin2hex(t->param + len, sizeof(t->param) - len, e->token_hash, SESSION_TOUCH_HASH_BYTES);
+        len += 2 * SESSION_TOUCH_HASH_BYTES;
     }
     if (t->waiting == NULL)
         t->waiting_tail = NULL;
     t->param[len++] = '}';
     t->param[len] = '\0';
     t->in_flight = 1;
-    t->batches++;
-    t->touched += (uint64_t)n;
     t->query.statement = DB_SESSION_TOUCH;
     t->query.nparams = 1;
     t->query.values[0] = t->param;

@@ -14,10 +14,11 @@
 #include "db.h"
 
 #define SESSION_TOUCH_BATCH_MAX 256
+#define SESSION_TOUCH_HASH_BYTES 32 /* BLAKE2b-256 of a token */
 
 /* One session waiting for its write; owned by the caller until `done`. */
 struct session_touch_entry {
-    unsigned char token_hash[32];
+    const unsigned char *token_hash;                    /* 32 bytes, the caller's */
     void (*done)(struct session_touch_entry *e, int ok); /* ok: committed */
     struct session_touch_entry *next;
 };
@@ -28,8 +29,7 @@ struct session_touch {
     struct session_touch_entry *waiting, *waiting_tail;
     struct session_touch_entry *sent;  /* the batch in flight, or NULL */
     int in_flight;
-    uint64_t batches, touched;
-    char param[SESSION_TOUCH_BATCH_MAX * 65 + 3]; /* {hex,hex,...} */
+    char param[SESSION_TOUCH_BATCH_MAX * (2 * SESSION_TOUCH_HASH_BYTES + 1) + 3]; /* {hex,hex,...} */
 };
 
 void session_touch_init(struct session_touch *t, struct db *db);
