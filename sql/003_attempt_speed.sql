@@ -1,6 +1,6 @@
 -- 003_attempt_speed: the same attempts, with less work in the database.
 --
--- A login used to run some twenty statements inside PostgreSQL, and
+-- A login used to run some sixteen statements inside PostgreSQL, and
 -- re-parse verona_window_wait (an SQL function PostgreSQL could not
 -- inline) three times. The functions below keep every name, argument and
 -- result of 002, so workers of the previous build keep working during a
