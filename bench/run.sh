@@ -13,7 +13,7 @@ cpus=$(nproc)
 ops=2
 mem=19456
 quick=${BENCH_QUICK:-0}          # 1: shorter runs (a smoke test of the bench itself)
-dur=10; short=5; login_round=5; login_rounds=3; login_warm=10
+dur=10; short=5; login_round=5; login_rounds=5; login_warm=10
 [ "$quick" = 1 ] && { dur=3; short=2; login_round=2; login_rounds=1; login_warm=2; }
 
 make -s all >/dev/null
@@ -121,7 +121,7 @@ bench_wrk() { # bench_wrk CONNS SECONDS SCRIPT PATH [extra...] -> BENCH line
 }
 
 # ---- 1. logins against the Argon2 ceiling ----
-# Rounds alternate the ceiling and the logins (C L C L C L C), each as long
+# Rounds alternate the ceiling and the logins (C L C L ... C, five login rounds), each as long
 # as the other: a shared machine's speed drifts by several percent within
 # a minute, and the ratio must compare like with like. The figures are the
 # means of the rounds' rates; the p99 shown is the median of the rounds'.
