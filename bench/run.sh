@@ -130,6 +130,11 @@ cluster_start logins "$cpus"
 # Warm-up, long enough for every user's first login (which records its
 # address as known) to be behind us: the figure is the steady state.
 USERS=1000 bench_wrk $((2 * cpus)) "$login_warm" bench/login.lua /v1/login >/dev/null
+# A login is answered only once its writes are flushed to disk, so the
+# disk's flush time is part of every login: PostgreSQL times its WAL
+# flushes during the rounds (shown below the login figures).
+psql -q "$VERONA_DATABASE_URL" -c "ALTER SYSTEM SET track_wal_io_timing = on" -c "SELECT pg_reload_conf()" \
+    -c "SELECT pg_stat_reset_shared('wal')" >/dev/null
 ceilings="" singles="" logins="" p99s="" p50s="" failed=0
 round=0
 while :; do
@@ -149,6 +154,9 @@ record "argon2 ceiling (verifies/s, $cpus threads)" "$ceiling" "1/s" - - - "roun
 record "logins/s vs argon2 ceiling" "$(mean "$logins")" "1/s" "$ceiling" 0.9 ge "rounds:$logins; failed $failed"
 record "login p99 vs 4x single verify" "$(middle "$p99s")" "ms" "$(awk -v s="$single_ms" 'BEGIN { printf "%.2f", 4 * s }')" \
     "$(awk -v s="$single_ms" 'BEGIN { printf "%.2f", 4 * s }')" le "rounds:$p99s; p50 $(middle "$p50s") ms"
+set -- $(psql -qAt -F ' ' "$VERONA_DATABASE_URL" -c "SELECT wal_sync, round(wal_sync_time::numeric, 1) FROM pg_stat_wal")
+record "WAL flush time during the login rounds (mean)" "$(awk -v n="$1" -v t="$2" 'BEGIN { printf "%.3f", (n > 0) ? t / n : 0 }')" "ms" - - - \
+    "$1 flushes, $2 ms in all: $(awk -v t="$2" -v d="$((login_rounds * login_round))" 'BEGIN { printf "%.1f", t / d / 10 }')% of the rounds' time (this disk's share of a login)"
 
 # ---- 2. session checks against pgbench ----
 say "== session checks: 64 keep-alive connections over 10000 sessions"
