@@ -26,6 +26,14 @@ BEGIN
         (times[array_length(times, 1) - lim + 1] + make_interval(secs => win)) - now()))::integer);
 END $$;
 
+-- Seconds until a failure at `at` leaves a window of `win` seconds (at
+-- least 1). Plain SQL with each argument used once, so PostgreSQL
+-- inlines it into the query that calls it.
+CREATE FUNCTION verona_wait_until(at timestamptz, win integer)
+RETURNS integer LANGUAGE sql STABLE AS $$
+    SELECT greatest(1, ceil(extract(epoch FROM at + make_interval(secs => win) - now())))::integer
+$$;
+
 CREATE OR REPLACE FUNCTION verona_attempt_begin(p_username text, p_address text,
     aa_count integer, aa_secs integer, a_count integer, a_secs integer,
     u_count integer, u_secs integer,
@@ -49,17 +57,17 @@ BEGIN
     -- Each window: over its limit when its lim-th newest failure is
     -- still inside it; the wait is until that one leaves (at least 1 s).
     SELECT coalesce(greatest(
-        (SELECT greatest(1, ceil(extract(epoch FROM f.at + make_interval(secs => aa_secs) - now())))::integer
+        (SELECT verona_wait_until(f.at, aa_secs)
            FROM login_failures f
           WHERE f.username_lower = v_lower AND f.address = p_address AND NOT f.cleared
             AND f.at > now() - make_interval(secs => aa_secs)
           ORDER BY f.at DESC OFFSET greatest(aa_count - 1, 0) LIMIT 1),
-        (SELECT greatest(1, ceil(extract(epoch FROM f.at + make_interval(secs => a_secs) - now())))::integer
+        (SELECT verona_wait_until(f.at, a_secs)
            FROM login_failures f
           WHERE f.address = p_address
             AND f.at > now() - make_interval(secs => a_secs)
           ORDER BY f.at DESC OFFSET greatest(a_count - 1, 0) LIMIT 1),
-        (SELECT greatest(1, ceil(extract(epoch FROM f.at + make_interval(secs => u_secs) - now())))::integer
+        (SELECT verona_wait_until(f.at, u_secs)
            FROM login_failures f
           WHERE NOT v_known AND f.username_lower = v_lower AND NOT f.known
             AND f.at > now() - make_interval(secs => u_secs)
