@@ -115,6 +115,22 @@ worker_rss_kib() { # the largest worker RSS in KiB
     "$bin/verona" ctl -s "$sock" status --json | tr '{' '\n' | sed -n 's/.*"rss_bytes":\([0-9]*\).*/\1/p' |
         sort -n | tail -n 1 | awk '{ printf "%d", $1 / 1024 }'
 }
+cache_lookups() { # "HITS MISSES": the cluster's session cache counters (/metrics)
+    curl -s "http://127.0.0.1:$((port + 1))/metrics" |
+        awk '/^verona_session_cache_lookups_total\{result="hit"\}/ { h = $2 } /^verona_session_cache_lookups_total\{result="miss"\}/ { m = $2 } END { printf "%d %d", h, m }'
+}
+cache_hit_share() { # cache_hit_share BEFORE("H M") REQUESTS -> "NN%" of the run's session checks
+    # The counters come with the workers' next pongs: waits (5 s at most)
+    # until they cover the run's requests.
+    i=0
+    while :; do
+        now=$(cache_lookups)
+        seen=$(echo "$1 $now" | awk '{ printf "%d", ($3 - $1) + ($4 - $2) }')
+        [ "$seen" -ge "$2" ] || [ $i -ge 50 ] && break
+        sleep 0.1; i=$((i + 1))
+    done
+    echo "$1 $now" | awk '{ d = ($3 - $1) + ($4 - $2); printf "%d%%", (d > 0) ? 100 * ($3 - $1) / d : 0 }'
+}
 bench_wrk() { # bench_wrk CONNS SECONDS SCRIPT PATH [extra...] -> BENCH line
     c=$1 d=$2 s=$3 p=$4; shift 4
     wrk -t2 -c"$c" -d"${d}s" --timeout 10s -s "$s" "$@" "http://127.0.0.1:$port$p" 2>&1 | grep '^BENCH' || echo "BENCH rate=0 p50_ms=0 p99_ms=0 requests=0 failed=-1"
@@ -160,13 +176,15 @@ record "WAL flush time during the login rounds (mean)" "$(awk -v n="$1" -v t="$2
 
 # ---- 2. session checks against pgbench ----
 say "== session checks: 64 keep-alive connections over 10000 sessions"
+before=$(cache_lookups)
 out=$(TOKENS_FILE="$tmp/tokens-10000" bench_wrk 64 "$dur" bench/session.lua /v1/session)
 session_rate=$(field rate "$out")
 session_failed=$(field failed "$out")
+session_hits=$(cache_hit_share "$before" "$(field requests "$out")")
 printf '\\set id random(1, 10000)\nSELECT s.user_id, s.expires_abs, s.last_used FROM sessions s WHERE s.token_hash = (SELECT k.token_hash FROM bench_keys k WHERE k.id = :id);\n' > "$tmp/pgbench.sql"
 pgbench_tps=$(pgbench -n -M prepared -c 64 -j 2 -T "$dur" -f "$tmp/pgbench.sql" "$VERONA_DATABASE_URL" 2>/dev/null |
     sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
-record "session checks/s vs pgbench (same select)" "$session_rate" "1/s" "${pgbench_tps:-0}" 0.6 ge "failed $session_failed, p99 $(field p99_ms "$out") ms"
+record "session checks/s vs pgbench (same select)" "$session_rate" "1/s" "${pgbench_tps:-0}" 0.6 ge "failed $session_failed, p99 $(field p99_ms "$out") ms, cache hits $session_hits"
 half=$(awk -v r="${pgbench_tps:-0}" 'BEGIN { printf "%d", r / 2 }')
 pace=$(awk -v r="$half" 'BEGIN { if (r > 0) printf "%.3f", 64 * 1000 / r; else print 1000 }')
 out=$(PACE_MS="$pace" TOKENS_FILE="$tmp/tokens-10000" bench_wrk 64 "$dur" bench/session.lua /v1/session)
@@ -256,14 +274,18 @@ for n in 1 2 4 8; do
     cluster_start "curve$n" "$n"
     out=$(USERS=1000 bench_wrk $((2 * cpus)) "$short" bench/login.lua /v1/login)
     record "logins/s at $n workers" "$(field rate "$out")" "1/s" "$ceiling" - - "$cpus CPUs"
+    before=$(cache_lookups)
     out=$(TOKENS_FILE="$tmp/tokens-10000" bench_wrk 64 "$short" bench/session.lua /v1/session)
-    record "session checks/s at $n workers" "$(field rate "$out")" "1/s" "${pgbench_tps:-0}" - - "$cpus CPUs: no gain past $cpus workers (each worker caches on its own, and starts cold)"
+    record "session checks/s at $n workers" "$(field rate "$out")" "1/s" "${pgbench_tps:-0}" - - \
+        "cache hits $(cache_hit_share "$before" "$(field requests "$out")"); $cpus CPUs: no gain past $cpus workers, and each worker caches on its own"
     cluster_stop
 done
 cluster_start sessions "$cpus"
 for s in 1000 10000 100000; do
+    before=$(cache_lookups)
     out=$(TOKENS_FILE="$tmp/tokens-$s" bench_wrk 64 "$short" bench/session.lua /v1/session)
-    record "session checks/s over $s live sessions" "$(field rate "$out")" "1/s" "${pgbench_tps:-0}" - -
+    record "session checks/s over $s live sessions" "$(field rate "$out")" "1/s" "${pgbench_tps:-0}" - - \
+        "cache hits $(cache_hit_share "$before" "$(field requests "$out")")"
 done
 cluster_stop
 

@@ -83,9 +83,11 @@ static json_t *control_counters_encode(const struct control_counters *c)
     }
     for (int i = 0; i < LOGIN_RESULT_COUNT; i++)
         json_object_set_new(logins, control_login_result_names[i], json_integer((json_int_t)c->logins[i]));
-    return json_pack("{s:o, s:o, s:o, s:o, s:I}", "requests", requests, "latency", latency,
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "requests", requests, "latency", latency,
                      "latency_sum_us", sums, "logins", logins, "connections_accepted",
-                     (json_int_t)c->connections_accepted);
+                     (json_int_t)c->connections_accepted, "session_cache_hits",
+                     (json_int_t)c->session_cache_hits, "session_cache_misses",
+                     (json_int_t)c->session_cache_misses);
 }
 
 static json_t *control_payload_encode(const struct control_msg *m)
@@ -210,6 +212,12 @@ static int control_counters_decode(json_t *obj, struct control_counters *c)
         control_get_uint(obj, "connections_accepted", INT64_MAX, &accepted) != 0)
         return -1;
     c->connections_accepted = accepted;
+    /* Workers of builds before the session cache counters leave them out. */
+    if ((json_object_get(obj, "session_cache_hits") != NULL &&
+         control_get_uint(obj, "session_cache_hits", INT64_MAX, &c->session_cache_hits) != 0) ||
+        (json_object_get(obj, "session_cache_misses") != NULL &&
+         control_get_uint(obj, "session_cache_misses", INT64_MAX, &c->session_cache_misses) != 0))
+        return -1;
     json_object_foreach(requests, key, value) {
         int r = control_find(control_route_names, ROUTE_COUNT, key);
         const char *code;

@@ -87,6 +87,8 @@ struct control_counters {
     uint64_t latency_sum_us[ROUTE_COUNT];
     uint64_t logins[LOGIN_RESULT_COUNT];
     uint64_t connections_accepted;
+    uint64_t session_cache_hits;   /* session checks answered from the worker's cache */
+    uint64_t session_cache_misses; /* and those that asked PostgreSQL */
 };
 
 /* One decoded or to-be-encoded message. Only the members of its type

@@ -150,6 +150,12 @@ char *metrics_render(struct supervisor *sup)
     metrics_printf(&b, "verona_requests_in_flight %d\n", in_flight);
     metrics_header(&b, "verona_connections_accepted_total", "counter", "Client connections accepted.");
     metrics_printf(&b, "verona_connections_accepted_total %llu\n", (unsigned long long)total.connections_accepted);
+    metrics_header(&b, "verona_session_cache_lookups_total", "counter",
+                   "Session checks by whether the worker's cache answered (hit) or PostgreSQL did (miss).");
+    metrics_printf(&b, "verona_session_cache_lookups_total{result=\"hit\"} %llu\n",
+                   (unsigned long long)total.session_cache_hits);
+    metrics_printf(&b, "verona_session_cache_lookups_total{result=\"miss\"} %llu\n",
+                   (unsigned long long)total.session_cache_misses);
 
     metrics_header(&b, "verona_rollouts_total", "counter", "Rollouts that ended, by result.");
     metrics_printf(&b, "verona_rollouts_total{result=\"done\"} %llu\n", (unsigned long long)pool->rollout.count_done);

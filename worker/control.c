@@ -91,6 +91,8 @@ static void worker_control_pong(struct worker *w, uint64_t seq)
     msg->db_up = worker_db_ready(w);
     msg->counters = w->counters;
     msg->counters.connections_accepted = w->http.stats.connections_accepted;
+    msg->counters.session_cache_hits = w->sessions.hits;
+    msg->counters.session_cache_misses = w->sessions.misses;
     worker_control_send(w, msg);
     free(msg);
 }

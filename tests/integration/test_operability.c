@@ -76,15 +76,20 @@ START_TEST(metrics_are_valid_and_move)
     ck_assert_int_eq(harness_login(c.port, name, SECRET_PASSWORD, token, NULL), 200);
     ck_assert_int_eq(harness_login(c.port, name, "not the password", NULL, NULL), 401);
     snprintf(header, sizeof(header), "Authorization: Bearer %s\r\n", token);
-    ck_assert_int_eq(harness_request(c.port, "GET", "/v1/session", header, NULL, r), 200);
+    /* Four checks within the cache's second: at least two reach the same
+     * one of the two workers, the first a miss, the next a hit. */
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(harness_request(c.port, "GET", "/v1/session", header, NULL, r), 200);
     /* Counters arrive with the next pongs. */
     deadline = harness_now_ms() + 10000;
     for (;;) {
         after = scrape(&c);
         logins_after = sample(after, "verona_logins_total{result=\"success\"} ");
         if ((logins_after > logins_before &&
-             sample(after, "verona_requests_total{route=\"session\",status=\"200\"} ") >= 1 &&
-             sample(after, "verona_logins_total{result=\"invalid_credentials\"} ") >= 1) ||
+             sample(after, "verona_requests_total{route=\"session\",status=\"200\"} ") >= 4 &&
+             sample(after, "verona_logins_total{result=\"invalid_credentials\"} ") >= 1 &&
+             sample(after, "verona_session_cache_lookups_total{result=\"hit\"} ") +
+                     sample(after, "verona_session_cache_lookups_total{result=\"miss\"} ") >= 4) ||
             harness_now_ms() > deadline)
             break;
         free(after);
@@ -92,7 +97,11 @@ START_TEST(metrics_are_valid_and_move)
     }
     wrk_finish(&load);
     ck_assert_double_gt(logins_after, logins_before);
-    ck_assert(sample(after, "verona_requests_total{route=\"session\",status=\"200\"} ") >= 1);
+    ck_assert(sample(after, "verona_requests_total{route=\"session\",status=\"200\"} ") >= 4);
+    ck_assert(sample(after, "verona_session_cache_lookups_total{result=\"hit\"} ") >= 1);
+    ck_assert(sample(after, "verona_session_cache_lookups_total{result=\"miss\"} ") >= 1);
+    ck_assert(sample(after, "verona_session_cache_lookups_total{result=\"hit\"} ") +
+                  sample(after, "verona_session_cache_lookups_total{result=\"miss\"} ") == 4);
     ck_assert(sample(after, "verona_workers{state=\"ready\"} ") == 2);
     ck_assert(sample(after, "verona_db_up ") == 1);
     ck_assert_ptr_nonnull(strstr(after, "verona_request_duration_seconds_bucket{route=\"login\",le=\"+Inf\"}"));

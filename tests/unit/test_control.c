@@ -64,6 +64,8 @@ START_TEST(hello_settings_ping_goodbye)
 }
 END_TEST
 
+static size_t frame_of(char *buf, int version, int type, const char *payload);
+
 START_TEST(pong_carries_counters)
 {
     struct control_msg in, out;
@@ -82,6 +84,8 @@ START_TEST(pong_carries_counters)
     in.counters.latency_sum_us[ROUTE_SESSION] = 123456;
     in.counters.logins[LOGIN_THROTTLED] = 8;
     in.counters.connections_accepted = 77;
+    in.counters.session_cache_hits = 1000;
+    in.counters.session_cache_misses = 31;
     out = round_trip(&in);
     ck_assert_str_eq(out.state, "ready");
     ck_assert_int_eq(out.connections, 12);
@@ -90,6 +94,21 @@ START_TEST(pong_carries_counters)
     ck_assert_int_eq(out.db_up, 1);
     ck_assert_mem_eq(&out.counters, &in.counters, sizeof(in.counters));
     ck_assert_int_eq(control_latency_bucket(1800), 1);
+
+    /* A worker of an older build leaves the session cache counters out. */
+    {
+        static const char old_pong[] =
+            "{\"seq\":5,\"state\":\"ready\",\"connections\":1,\"in_flight\":0,\"hash_queue\":0,"
+            "\"db_up\":true,\"counters\":{\"requests\":{},\"latency\":{},\"latency_sum_us\":{},"
+            "\"logins\":{},\"connections_accepted\":3}}";
+        char buf[512], err[256];
+        size_t n = frame_of(buf, CONTROL_VERSION, CONTROL_PONG, old_pong);
+
+        memset(&out, 0xff, sizeof(out));
+        ck_assert_int_eq(control_msg_decode(buf, n, &out, err, sizeof(err)), (long)n);
+        ck_assert(out.counters.connections_accepted == 3);
+        ck_assert(out.counters.session_cache_hits == 0 && out.counters.session_cache_misses == 0);
+    }
     ck_assert_int_eq(control_latency_bucket(10000000), CONTROL_LATENCY_BUCKETS - 1);
 }
 END_TEST
@@ -142,6 +161,11 @@ START_TEST(malformed_frames_are_refused)
     n = frame_of(buf, 1, CONTROL_HELLO, "{\"pid\":1,\"versions\":[9],\"build_id\":\"x\"}");
     expect_bad(buf, n);
     n = frame_of(buf, 1, CONTROL_PONG, "{\"seq\":1}");
+    expect_bad(buf, n);
+    n = frame_of(buf, 1, CONTROL_PONG,
+                 "{\"seq\":5,\"state\":\"ready\",\"connections\":1,\"in_flight\":0,\"hash_queue\":0,"
+                 "\"db_up\":true,\"counters\":{\"requests\":{},\"latency\":{},\"latency_sum_us\":{},"
+                 "\"logins\":{},\"connections_accepted\":3,\"session_cache_hits\":-1}}");
     expect_bad(buf, n);
     n = frame_of(buf, 1, CONTROL_SETTINGS, "{\"settings\":3}");
     expect_bad(buf, n);
