@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum config_type {
@@ -379,6 +380,11 @@ static int config_on_ini_line(void *user, const char *section, const char *name,
     struct config_parse_state *st = user;
     const struct config_key *key;
 
+    /* inih goes on after an error and reports the first bad line: keep the
+     * first message too, so the two match. */
+    if (st->err[0] != '\0')
+        return 0;
+
     if (section[0] != '\0' && strcmp(section, "verona") != 0) {
         config_error(st->err, st->errsize, "unknown section [%s] (keys go at the top or in [verona])",
                      section);
@@ -411,13 +417,71 @@ static int config_parse_result(int rc, const char *origin, char *msg, char *err,
     return -1;
 }
 
+/*
+ * inih reads each line into a buffer of INI_MAX_LINE bytes (Debian builds
+ * it without growing the buffer) and would read the rest of a longer line
+ * as a line of its own: such a line is refused here, by its number.
+ */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 2) /* bytes before the newline */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+static int config_check_lines(const char *text, const char *origin, char *err, size_t errsize)
+{
+    const char *p = text;
+
+    for (int line = 1;; line++) {
+        const char *end = strchr(p, '\n');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+        if (len > CONFIG_LINE_MAX) {
+            size_t name = strcspn(p, " \t=:");
+
+            config_error(err, errsize, "%s:%d: %.*s: the line is %zu bytes long; a config line holds at most %d",
+                         origin, line, (int)(name < 64 ? name : 64), p, len, CONFIG_LINE_MAX);
+            return -1;
+        }
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
+}
+
+/* The whole file, NUL-terminated (malloc'd), or NULL with the reason. */
+static char *config_read_file(const char *path, char *err, size_t errsize)
+{
+    FILE *f = fopen(path, "r");
+    struct stat st;
+    char *text = NULL;
+    size_t n;
+
+    if (f == NULL) {
+        config_error(err, errsize, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        config_error(err, errsize, "%s: not a regular file", path);
+    else if (st.st_size > CONFIG_FILE_MAX)
+        config_error(err, errsize, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+    else if ((text = malloc((size_t)st.st_size + 1)) == NULL)
+        config_error(err, errsize, "%s: out of memory", path);
+    else if ((n = fread(text, 1, (size_t)st.st_size, f)) != (size_t)st.st_size || ferror(f)) {
+        config_error(err, errsize, "%s: cannot read", path);
+        free(text);
+        text = NULL;
+    } else {
+        text[n] = '\0';
+    }
+    fclose(f);
+    return text;
+}
+
 int config_load_file(struct config *cfg, const char *path, char *err, size_t errsize)
 {
     char base_dir[PATH_MAX];
     char msg[CONFIG_ERROR_MAX] = "";
     struct config_parse_state st = { cfg, base_dir, msg, sizeof(msg) };
     const char *slash = strrchr(path, '/');
-    FILE *f;
+    char *text;
     int rc;
 
     if (slash == NULL) {
@@ -427,11 +491,15 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
         int len = slash == path ? 1 : (int)(slash - path); /* "/x.conf" lives in "/" */
         snprintf(base_dir, sizeof(base_dir), "%.*s", len, path);
     }
-    f = fopen(path, "r");
-    if (f == NULL)
-        return config_parse_result(-1, path, msg, err, errsize);
-    rc = ini_parse_file(f, config_on_ini_line, &st);
-    fclose(f);
+    text = config_read_file(path, err, errsize);
+    if (text == NULL)
+        return -1;
+    if (config_check_lines(text, path, err, errsize) != 0) {
+        free(text);
+        return -1;
+    }
+    rc = ini_parse_string(text, config_on_ini_line, &st);
+    free(text);
     return config_parse_result(rc, path, msg, err, errsize);
 }
 
@@ -441,6 +509,8 @@ int config_load_string(struct config *cfg, const char *text, const char *origin,
     char msg[CONFIG_ERROR_MAX] = "";
     struct config_parse_state st = { cfg, NULL, msg, sizeof(msg) };
 
+    if (config_check_lines(text, origin, err, errsize) != 0)
+        return -1;
     return config_parse_result(ini_parse_string(text, config_on_ini_line, &st), origin, msg, err,
                                errsize);
 }
@@ -451,6 +521,9 @@ int config_cpus(void)
 
     return cpus < 1 ? 1 : cpus > 4096 ? 4096 : (int)cpus;
 }
+
+static void config_render_value(const struct config *cfg, const struct config_key *key, char *buf,
+                                size_t size);
 
 int config_finish(struct config *cfg, char *err, size_t errsize)
 {
@@ -495,6 +568,27 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         config_error(err, errsize, "health_timeout_ms (%d) is below health_interval_ms (%d)",
                      cfg->health_timeout_ms, cfg->health_interval_ms);
         return -1;
+    }
+    if (cfg->database_url[0] == '\0') {
+        config_error(err, errsize, "database_url: empty (set it, or VERONA_DATABASE_URL)");
+        return -1;
+    }
+    /* The supervisor hands its workers the settings as config lines. */
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        char value[PATH_MAX + 64];
+        size_t len;
+
+        config_render_value(cfg, &config_keys[i], value, sizeof(value));
+        len = strlen(config_keys[i].name) + strlen(" = ") + strlen(value);
+        if (len > CONFIG_LINE_MAX) {
+            config_error(err, errsize,
+                         "%s: %zu bytes long; with its name a setting holds at most %d%s", config_keys[i].name,
+                         strlen(value), CONFIG_LINE_MAX,
+                         strcmp(config_keys[i].name, "database_url") == 0
+                             ? " (for a long connection string use a libpq service file: service=NAME)"
+                             : "");
+            return -1;
+        }
     }
     cfg->registration_open = strcmp(cfg->registration, "open") == 0;
     return 0;

@@ -115,6 +115,61 @@ START_TEST(errors_name_file_and_line)
     expect_error("registration = maybe\n", "registration");
     expect_error("[other]\nworkers = 1\n", "unknown section");
     expect_error("this is not ini\n", ":1:");
+    /* Several bad lines: the first one's number with its own message. */
+    expect_error("workers = 2\nfoo = 1\nworkers = abc\n", ":2: unknown key 'foo'");
+    expect_error("workers = abc\nfoo = 1\n", ":1: workers");
+}
+END_TEST
+
+START_TEST(lines_past_inih_buffer_are_refused_by_number)
+{
+    char text[400];
+
+    /* 198 bytes before the newline fit; 199 do not. */
+    snprintf(text, sizeof(text), "workers = 2\ndatabase_url = postgresql:///%0*d\n", 198 - 29, 0);
+    {
+        struct config cfg;
+        char err[CONFIG_ERROR_MAX] = "";
+        char *path = write_temp(text);
+
+        config_defaults(&cfg);
+        ck_assert_msg(config_load_file(&cfg, path, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_uint_eq(strlen(cfg.database_url), 198 - strlen("database_url = "));
+        unlink(path);
+    }
+    snprintf(text, sizeof(text), "workers = 2\ndatabase_url = postgresql:///%0*d\n", 199 - 29, 0);
+    expect_error(text, ":2: database_url: the line is 199 bytes long");
+}
+END_TEST
+
+START_TEST(a_directory_is_not_a_config_file)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX] = "";
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_file(&cfg, "/tmp", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "/tmp: not a regular file");
+}
+END_TEST
+
+/* What a worker could not read back from its settings is refused where the
+ * supervisor validates, and an empty database URL too. */
+START_TEST(settings_must_fit_a_line_and_name_a_database)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX] = "", url[400];
+
+    snprintf(url, sizeof(url), "postgresql://u:p@127.0.0.1/verona?application_name=%0200d", 0);
+    setenv("VERONA_DATABASE_URL", url, 1);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "database_url: 251 bytes long") != NULL, "%s", err);
+    unsetenv("VERONA_DATABASE_URL");
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_set(&cfg, "database_url", "", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "database_url: empty"));
 }
 END_TEST
 
@@ -185,6 +240,9 @@ Suite *config_suite(void)
     tcase_add_test(tc, hash_threads_follow_cpus_and_memory);
     tcase_add_test(tc, file_values_and_relative_paths);
     tcase_add_test(tc, errors_name_file_and_line);
+    tcase_add_test(tc, lines_past_inih_buffer_are_refused_by_number);
+    tcase_add_test(tc, a_directory_is_not_a_config_file);
+    tcase_add_test(tc, settings_must_fit_a_line_and_name_a_database);
     tcase_add_test(tc, cross_key_checks);
     tcase_add_test(tc, render_round_trip);
     tcase_add_test(tc, environment_overrides_database_url);
