@@ -11,6 +11,8 @@
 #define CLI_FAILED 1
 #define CLI_USAGE 2
 
+#define CLI_DEFAULT_CONFIG "/etc/verona/verona.conf"
+
 /* Loads the config for a subcommand: -c FILE, else /etc/verona/verona.conf
  * when it exists, else the defaults; then the environment. Prints the
  * error and returns CLI_USAGE on failure. */

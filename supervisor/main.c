@@ -6,7 +6,6 @@
 
 #include "cli.h"
 
-#define CLI_DEFAULT_CONFIG "/etc/verona/verona.conf"
 
 static void cli_usage(FILE *out)
 {

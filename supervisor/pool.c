@@ -571,9 +571,7 @@ void pool_stop(struct pool *pool, int immediate)
 
 void pool_tick(struct pool *pool)
 {
-    const struct config *cfg = &pool->sup->cfg;
     uint64_t now = pool_now_ms(pool);
-    uint64_t soft = (uint64_t)cfg->memory_soft_limit_mb << 20, hard = (uint64_t)cfg->memory_hard_limit_mb << 20;
     int others_db_up = 0;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
@@ -581,6 +579,10 @@ void pool_tick(struct pool *pool)
             others_db_up = 1;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
+        /* Each worker by its own build's settings: a rollout's new workers
+         * by the new limits and timeouts, the old ones by theirs. */
+        const struct config *cfg = w->build != NULL ? &w->build->cfg : &pool->sup->cfg;
+        uint64_t soft = (uint64_t)cfg->memory_soft_limit_mb << 20, hard = (uint64_t)cfg->memory_hard_limit_mb << 20;
         struct control_msg ping;
 
         if (w->state == WORKER_EXITED || w->killed)
@@ -697,4 +699,6 @@ void pool_fini(struct pool *pool)
     build_unref(pool->build);
     build_unref(pool->good);
     pool->build = pool->good = NULL;
+    free(pool->rollout.rejected_settings);
+    pool->rollout.rejected_settings = NULL;
 }

@@ -5,6 +5,7 @@
 #include "rollout.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../proto/log.h"
@@ -41,6 +42,8 @@ static void rollout_finish(struct pool *pool, enum rollout_state final)
     } else {
         r->count_rolled_back++;
         snprintf(r->rejected_sha, sizeof(r->rejected_sha), "%s", r->to_sha);
+        free(r->rejected_settings);
+        r->rejected_settings = strcmp(r->to_sha, r->from_sha) == 0 ? config_render(&r->to->cfg) : NULL;
         snprintf(r->rejected_reason, sizeof(r->rejected_reason), "%s", r->reason);
     }
     build_unref(r->from);
@@ -64,10 +67,20 @@ int rollout_start(struct pool *pool, struct build *to, char *err, size_t errsize
         return -1;
     }
     if (strcmp(to->sha256, r->rejected_sha) == 0) {
-        snprintf(err, errsize, "build %.12s was rolled back (%.100s); not tried again until the file changes",
-                 to->sha256, r->rejected_reason);
-        build_unref(to);
-        return -1;
+        char *settings = r->rejected_settings != NULL ? config_render(&to->cfg) : NULL;
+        int same = r->rejected_settings == NULL || settings == NULL || strcmp(settings, r->rejected_settings) == 0;
+
+        free(settings);
+        if (same) {
+            if (r->rejected_settings == NULL)
+                snprintf(err, errsize, "build %.12s was rolled back (%.100s); not tried again until the file changes",
+                         to->sha256, r->rejected_reason);
+            else
+                snprintf(err, errsize, "these settings were rolled back (%.100s); not tried again until they change",
+                         r->rejected_reason);
+            build_unref(to);
+            return -1;
+        }
     }
     r->from = pool->good;
     build_ref(r->from);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,7 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
     struct config cfg;
     struct build *build;
     char cerr[CONFIG_ERROR_MAX];
+    const char *path = NULL;
     int old_target;
 
     if (sup->state != SUPERVISOR_RUNNING) {
@@ -95,16 +97,35 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
         snprintf(err, errsize, "rollout in progress");
         return 1;
     }
+    /* The file serve read at start: -c, else the default path (also one
+     * created since). */
+    if (sup->config_path[0] != '\0')
+        path = sup->config_path;
+    else if (access(CLI_DEFAULT_CONFIG, F_OK) == 0)
+        path = CLI_DEFAULT_CONFIG;
     config_defaults(&cfg);
-    if ((sup->config_path[0] != '\0' && config_load_file(&cfg, sup->config_path, cerr, sizeof(cerr)) != 0) ||
+    if ((path != NULL && config_load_file(&cfg, path, cerr, sizeof(cerr)) != 0) ||
         config_finish(&cfg, cerr, sizeof(cerr)) != 0) {
         snprintf(err, errsize, "config refused, pool unchanged: %s", cerr);
         return 2;
     }
-    if (strcmp(cfg.listen, sup->cfg.listen) != 0) {
-        snprintf(err, errsize, "config refused, pool unchanged: listen changed (%.64s -> %.64s): restart verona serve",
-                 sup->cfg.listen, cfg.listen);
-        return 2;
+    /* The sockets serve bound at start stay; changing one needs a restart. */
+    static const struct {
+        const char *name;
+        size_t offset;
+    } fixed[] = {
+        { "listen", offsetof(struct config, listen) },
+        { "admin_socket", offsetof(struct config, admin_socket) },
+        { "metrics_listen", offsetof(struct config, metrics_listen) },
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        const char *was = (const char *)&sup->cfg + fixed[i].offset, *now = (const char *)&cfg + fixed[i].offset;
+
+        if (strcmp(was, now) != 0) {
+            snprintf(err, errsize, "config refused, pool unchanged: %s changed (%.64s -> %.64s): restart verona serve",
+                     fixed[i].name, was, now);
+            return 2;
+        }
     }
     build = build_open(&cfg, cerr, sizeof(cerr));
     if (build == NULL) {

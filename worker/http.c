@@ -616,7 +616,10 @@ static void http_server_on_connection(uv_stream_t *listener, int status)
     c->parser.data = c;
     c->req.conn = c;
     http_conn_set_state(c, HTTP_CONN_IDLE);
-    http_conn_arm_timer(c, HTTP_IDLE_TIMEOUT_MS);
+    /* Until its first request, a connection gets the header timeout (as
+     * nginx's client_header_timeout): one that never sends is cut off
+     * then, not kept as long as an idle keep-alive connection. */
+    http_conn_arm_timer(c, HTTP_HEADER_TIMEOUT_MS);
     http_conn_read_start(c);
 }
 

@@ -227,6 +227,57 @@ START_TEST(rollback_works_after_the_old_file_is_deleted)
 }
 END_TEST
 
+static void append_config(const struct cluster *c, const char *line)
+{
+    FILE *f = fopen(c->config_path, "a");
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", line);
+    fclose(f);
+}
+
+/* The same binary with new settings whose workers fail: those settings are
+ * not tried again, but corrected ones are (the binary was never the
+ * problem). The worker is a script that fails while a marker file exists,
+ * standing in for a setting the build cannot live with. */
+START_TEST(settings_rolled_back_do_not_block_corrected_ones)
+{
+    struct cluster c;
+    char out[1024], body[900], marker[400], state[32];
+    int code;
+
+    cluster_prepare(&c, 2, ROLLOUT_CONFIG);
+    snprintf(marker, sizeof(marker), "%s/fail", c.dir);
+    snprintf(body, sizeof(body), "[ -e '%s' ] && exit 3\nexec %s/verona-worker", marker, getenv("VERONA_BIN_DIR"));
+    write_script(&c, body);
+    ck_assert_int_eq(cluster_launch(&c, 1), 0);
+
+    append_config(&c, "hash_queue_max = 7");
+    {
+        FILE *m = fopen(marker, "w");
+
+        ck_assert_ptr_nonnull(m);
+        fclose(m);
+    }
+    code = cluster_ctl(&c, "reload --wait", out, sizeof(out));
+    ck_assert_msg(code == 1 && strstr(out, "rolled back") != NULL, "reload --wait gave %d: %s", code, out);
+    ck_assert_int_eq(unlink(marker), 0);
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
+    /* The same settings again: refused without a try. */
+    code = cluster_ctl(&c, "reload", out, sizeof(out));
+    ck_assert_msg(code == 1 && strstr(out, "these settings were rolled back") != NULL, "reload gave %d: %s", code,
+                  out);
+    /* Corrected settings, same binary: rolled out. */
+    append_config(&c, "hash_queue_max = 8");
+    code = cluster_ctl(&c, "reload --wait", out, sizeof(out));
+    ck_assert_msg(code == 0, "reload --wait gave %d: %s", code, out);
+    rollout_field(&c, "state", state, sizeof(state));
+    ck_assert_str_eq(state, "done");
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
 START_TEST(reload_and_scale_are_refused_during_a_rollout)
 {
     struct cluster c;
@@ -299,6 +350,7 @@ Suite *rollout_suite(void)
     tcase_add_test(tc, build_that_never_becomes_ready_is_rolled_back);
     tcase_add_test(tc, build_that_leaks_on_probation_is_rolled_back);
     tcase_add_test(tc, rollback_works_after_the_old_file_is_deleted);
+    tcase_add_test(tc, settings_rolled_back_do_not_block_corrected_ones);
     tcase_add_test(tc, reload_and_scale_are_refused_during_a_rollout);
     tcase_add_test(tc, rollout_waits_while_the_database_is_down_for_everyone);
     suite_add_tcase(s, tc);

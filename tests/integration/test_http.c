@@ -2,6 +2,7 @@
  * keep-alive, pipelining, chunked bodies, 100-continue, limits, malformed
  * input and slow clients; after each, the worker still serves. */
 #include <check.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,8 +189,10 @@ END_TEST
 
 START_TEST(slow_client_is_cut_off_and_others_are_served)
 {
-    int slow = harness_connect(worker.port);
+    int slow = harness_connect(worker.port), silent = harness_connect(worker.port);
     long long start = harness_now_ms();
+    struct pollfd pfd = { .fd = silent, .events = POLLIN };
+    char byte;
 
     /* Half a request head, then nothing. */
     ck_assert_int_eq(harness_send(slow, "GET /healthz HTTP/1.1\r\nHost:", 28), 0);
@@ -198,6 +201,11 @@ START_TEST(slow_client_is_cut_off_and_others_are_served)
     ck_assert_int_eq(r->status, 408);
     ck_assert_int_ge(harness_now_ms() - start, 9000);
     close(slow);
+    /* A connection that never sent a byte is closed by the same timeout,
+     * without an answer. */
+    ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+    ck_assert_int_eq(recv(silent, &byte, 1, 0), 0);
+    close(silent);
 }
 END_TEST
 

@@ -18,19 +18,7 @@
 #define ROOMY "memory_soft_limit_mb = 900\nmemory_hard_limit_mb = 1000\n"
 #define SECRET_PASSWORD "zebra quartz lantern 771 !"
 
-static int metrics_port(const struct cluster *c)
-{
-    FILE *f = fopen(c->config_path, "r");
-    char line[256];
-    int port = 0;
-
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "metrics_listen = 127.0.0.1:%d", &port) == 1)
-            break;
-    fclose(f);
-    return port;
-}
+#define metrics_port cluster_metrics_port
 
 /* The value of one sample line ("name{labels} value"), or -1. */
 static double sample(const char *text, const char *series)

@@ -142,6 +142,43 @@ START_TEST(config_errors_exit_2_with_file_and_line)
 }
 END_TEST
 
+/* The sockets serve bound at start cannot move on a reload: each change is
+ * refused by name (exit 2) and the pool and its sockets stay. */
+START_TEST(reload_refuses_to_move_the_bound_sockets)
+{
+    static const char *const changes[] = { "listen = 127.0.0.1:1", "admin_socket = elsewhere.sock",
+                                           "metrics_listen = 127.0.0.1:1" };
+    struct cluster c;
+    char out[1024], saved[2048];
+    FILE *f;
+    size_t n;
+
+    ck_assert_int_eq(cluster_start(&c, 1, NULL, 1), 0);
+    f = fopen(c.config_path, "r");
+    n = fread(saved, 1, sizeof(saved) - 1, f);
+    saved[n] = '\0';
+    fclose(f);
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        char name[32];
+
+        f = fopen(c.config_path, "w");
+        fprintf(f, "%s%s\n", saved, changes[i]);
+        fclose(f);
+        snprintf(name, sizeof(name), "%.*s changed", (int)strcspn(changes[i], " "), changes[i]);
+        ck_assert_int_eq(cluster_ctl(&c, "reload", out, sizeof(out)), 2);
+        ck_assert_msg(strstr(out, name) != NULL && strstr(out, "restart verona serve") != NULL, "got: %s", out);
+    }
+    ck_assert_int_eq(cluster_count(&c, "ready"), 1);
+    {
+        struct harness_response *r = calloc(1, sizeof(*r));
+
+        ck_assert_int_eq(harness_request(cluster_metrics_port(&c), "GET", "/metrics", NULL, NULL, r), 200);
+        free(r);
+    }
+    cluster_stop(&c);
+}
+END_TEST
+
 START_TEST(address_in_use_is_a_clear_error)
 {
     struct cluster a;
@@ -376,6 +413,7 @@ Suite *supervisor_suite(void)
     tcase_add_test(tc, starts_serves_and_reports_status);
     tcase_add_test(tc, bad_admin_input_changes_nothing);
     tcase_add_test(tc, config_errors_exit_2_with_file_and_line);
+    tcase_add_test(tc, reload_refuses_to_move_the_bound_sockets);
     tcase_add_test(tc, address_in_use_is_a_clear_error);
     tcase_add_test(tc, worker_that_exits_at_start_backs_off);
     tcase_add_test(tc, bad_settings_exit_2_goes_straight_to_long_backoff);

@@ -129,6 +129,20 @@ json_t *cluster_status(const struct cluster *c)
     return json_loads(out, 0, NULL);
 }
 
+int cluster_metrics_port(const struct cluster *c)
+{
+    FILE *f = fopen(c->config_path, "r");
+    char line[256];
+    int port = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "metrics_listen = 127.0.0.1:%d", &port) == 1)
+            break;
+    fclose(f);
+    return port;
+}
+
 int cluster_count(const struct cluster *c, const char *state)
 {
     json_t *doc = cluster_status(c), *row;

@@ -47,6 +47,9 @@ long cluster_restarts(const struct cluster *c, const char *reason);
 /* The pid of the n-th worker in `state`, or 0. */
 int cluster_worker_pid(const struct cluster *c, const char *state, int n);
 
+/* The port of the cluster's metrics_listen (the first in its config file). */
+int cluster_metrics_port(const struct cluster *c);
+
 /* Polls until `ready` workers are ready and `total` rows exist in all
  * (-1 = any), or the deadline passes. 0 or -1. */
 int cluster_wait_workers(const struct cluster *c, int ready, int total, int timeout_ms);
