@@ -234,6 +234,7 @@ static int http_on_header_field(http_parser *p, const char *at, size_t len)
             req->headers[req->header_count].name_off = req->text_len;
             req->headers[req->header_count].name_len = 0;
             req->header_count++;
+            c->header_bytes += 4; /* its ": " and CRLF count toward the 8 KiB too */
         }
         c->last_was_value = 0;
     }
@@ -407,6 +408,8 @@ void http_respond(struct http_request *req, int status, const char *headers, con
     struct http_server *server = c->server;
     char head[512];
     int keep_alive = req->keep_alive && !server->draining && !c->close_after_write;
+    /* The answer to HEAD has GET's head, Content-Length included, and no body. */
+    size_t body_sent = status == 204 || req->method == HTTP_HEAD ? 0 : body_len;
     int n;
 
     n = snprintf(head, sizeof(head),
@@ -425,7 +428,7 @@ void http_respond(struct http_request *req, int status, const char *headers, con
             uv_buf_init(head, (unsigned)n - 2),
             uv_buf_init((char *)(headers != NULL ? headers : ""), headers != NULL ? (unsigned)strlen(headers) : 0),
             uv_buf_init((char *)"\r\n", 2),
-            uv_buf_init((char *)body, status == 204 ? 0 : (unsigned)body_len),
+            uv_buf_init((char *)body, (unsigned)body_sent),
         };
         http_write_raw(c, parts, 4, !keep_alive);
     }
@@ -461,7 +464,7 @@ static void http_conn_fail(struct http_conn *c, int status)
         { 400, "{\"error\":\"invalid_request\",\"message\":\"malformed HTTP request\"}" },
         { 408, "{\"error\":\"request_timeout\",\"message\":\"request not received in time\"}" },
         { 413, "{\"error\":\"body_too_large\",\"message\":\"request body over 16 KiB\"}" },
-        { 431, "{\"error\":\"headers_too_large\",\"message\":\"request headers over 8 KiB\"}" },
+        { 431, "{\"error\":\"headers_too_large\",\"message\":\"request headers over 8 KiB or 100 fields\"}" },
         { 503, "{\"error\":\"unavailable\",\"message\":\"out of memory\"}" },
     };
     const char *body = bodies[0].body;

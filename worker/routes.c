@@ -29,11 +29,11 @@ static const struct route {
 } routes[] = {
     { "/v1/users", HTTP_POST, "POST", account_register, ROUTE_USERS, 1 },
     { "/v1/login", HTTP_POST, "POST", login_handle, ROUTE_LOGIN, 1 },
-    { "/v1/session", HTTP_GET, "GET", route_session, ROUTE_SESSION, 0 },
+    { "/v1/session", HTTP_GET, "GET, HEAD", route_session, ROUTE_SESSION, 0 },
     { "/v1/logout", HTTP_POST, "POST", route_logout, ROUTE_LOGOUT, 0 },
     { "/v1/password", HTTP_POST, "POST", account_password, ROUTE_PASSWORD, 1 },
-    { "/healthz", HTTP_GET, "GET", route_healthz, ROUTE_HEALTHZ, 0 },
-    { "/readyz", HTTP_GET, "GET", route_readyz, ROUTE_READYZ, 0 },
+    { "/healthz", HTTP_GET, "GET, HEAD", route_healthz, ROUTE_HEALTHZ, 0 },
+    { "/readyz", HTTP_GET, "GET, HEAD", route_readyz, ROUTE_READYZ, 0 },
 };
 
 void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body)
@@ -350,7 +350,8 @@ void routes_dispatch(struct http_server *server, struct http_request *req)
         return;
     }
     req->route = match->id;
-    if (req->method != match->method) {
+    /* HEAD is GET without the body (http_respond leaves it out). */
+    if (req->method != match->method && !(req->method == HTTP_HEAD && match->method == HTTP_GET)) {
         char allow[32];
         snprintf(allow, sizeof(allow), "Allow: %s\r\n", match->allow);
         route_error(ctx, 405, "method_not_allowed", "method not allowed on this endpoint", allow);

@@ -75,6 +75,45 @@ START_TEST(keep_alive_and_pipelining_answer_in_order)
 }
 END_TEST
 
+/* HEAD answers as GET would, without the body, so the next answer on the
+ * connection starts right after its head; HEAD on a POST route is a 405,
+ * bodiless too. */
+START_TEST(head_answers_like_get_without_a_body)
+{
+    const char *reqs = "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "HEAD /v1/login HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char all[4096], *get, *login, *end;
+    size_t n = 0;
+    ssize_t got;
+    int fd = harness_connect(worker.port);
+    long head_length, get_length;
+
+    ck_assert_int_eq(harness_send(fd, reqs, strlen(reqs)), 0);
+    while (n < sizeof(all) - 1 && (got = recv(fd, all + n, sizeof(all) - 1 - n, 0)) > 0)
+        n += (size_t)got;
+    all[n] = '\0';
+    close(fd);
+    ck_assert_msg(strncmp(all, "HTTP/1.1 200 ", 13) == 0, "got: %s", all);
+    end = strstr(all, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    login = end + 4;
+    ck_assert_msg(strncmp(login, "HTTP/1.1 405 ", 13) == 0, "after the HEAD head: %s", login);
+    ck_assert_ptr_nonnull(strstr(login, "Allow: POST\r\n"));
+    end = strstr(login, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    get = end + 4;
+    ck_assert_msg(strncmp(get, "HTTP/1.1 200 ", 13) == 0, "after the 405 head: %s", get);
+    ck_assert(sscanf(strstr(all, "Content-Length: "), "Content-Length: %ld", &head_length) == 1);
+    ck_assert(sscanf(strstr(get, "Content-Length: "), "Content-Length: %ld", &get_length) == 1);
+    ck_assert_int_gt(get_length, 0);
+    ck_assert_int_eq(head_length, get_length);
+    end = strstr(get, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_int_eq((long)strlen(end + 4), get_length);
+}
+END_TEST
+
 START_TEST(pipelined_database_requests_keep_order)
 {
     char req[4096] = "";
@@ -144,6 +183,16 @@ START_TEST(oversized_headers_get_431)
     strcpy(big + 31 + 9000 - 1, "\r\n\r\n");
     ck_assert_int_eq(raw_exchange(big, strlen(big)), 431);
     ck_assert_ptr_nonnull(strstr(r->body, "headers_too_large"));
+    /* Many fields of 92 bytes a line each: 80 of them (7.2 KiB) pass, 90
+     * (8.1 KiB, their separators counted) do not. */
+    for (int fields = 80; fields <= 90; fields += 10) {
+        size_t n = (size_t)sprintf(big, "GET /healthz HTTP/1.1\r\n");
+
+        for (int i = 0; i < fields; i++)
+            n += (size_t)sprintf(big + n, "X-Pad-%02d: %080d\r\n", i, 0);
+        strcpy(big + n, "\r\n");
+        ck_assert_int_eq(raw_exchange(big, strlen(big)), fields == 80 ? 200 : 431);
+    }
     free(big);
 }
 END_TEST
@@ -218,6 +267,7 @@ Suite *http_suite(void)
     tcase_add_checked_fixture(tc, response_setup, response_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, keep_alive_and_pipelining_answer_in_order);
+    tcase_add_test(tc, head_answers_like_get_without_a_body);
     tcase_add_test(tc, pipelined_database_requests_keep_order);
     tcase_add_test(tc, connection_close_is_honoured);
     tcase_add_test(tc, chunked_body_and_expect_continue);
