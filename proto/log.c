@@ -74,3 +74,21 @@ void log_emit(enum log_level level, const char *event, json_t *fields)
     (void)!write(STDERR_FILENO, text, len + 1);
     log_json_free(text);
 }
+
+const char *log_one_line(char *out, size_t size, const char *text)
+{
+    size_t n = 0;
+
+    if (size == 0)
+        return out;
+    for (; text != NULL && *text != '\0' && n + 1 < size; text++) {
+        char ch = (*text == '\n' || *text == '\r' || *text == '\t') ? ' ' : *text;
+
+        if (ch != ' ' || (n > 0 && out[n - 1] != ' '))
+            out[n++] = ch;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+    return out;
+}

@@ -17,6 +17,10 @@ void log_emit(enum log_level level, const char *event, json_t *fields);
 /* Lines below `level` are dropped (default LOG_INFO; VERONA_LOG_LEVEL=debug). */
 void log_set_level(enum log_level level);
 
+/* `text` as one line for stderr (libpq's messages span several): newlines
+ * and tabs become spaces, trailing blanks go. Returns out. */
+const char *log_one_line(char *out, size_t size, const char *text);
+
 /* Frees what jansson allocated (json_dumps), whatever its allocator. */
 void log_json_free(void *ptr);
 

@@ -8,8 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../proto/log.h"
 #include "../sql/migrations.h"
 #include "cli.h"
+
+/* libpq's last error, as one line (its messages span several). */
+static const char *migrate_pg_error(PGconn *pg)
+{
+    static char line[1024];
+
+    return log_one_line(line, sizeof(line), PQerrorMessage(pg));
+}
 
 #define MIGRATE_LOCK_KEY "7420431, 1"
 
@@ -19,7 +28,7 @@ static int migrate_exec(PGconn *pg, const char *sql, const char *what)
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 
     if (!ok)
-        fprintf(stderr, "verona migrate: %s: %s", what, PQerrorMessage(pg));
+        fprintf(stderr, "verona migrate: %s: %s\n", what, migrate_pg_error(pg));
     PQclear(res);
     return ok ? 0 : -1;
 }
@@ -53,7 +62,7 @@ static int migrate_one(PGconn *pg, const struct migration *m)
     res = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL,
                        values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "verona migrate: recording %s: %s", m->name, PQerrorMessage(pg));
+        fprintf(stderr, "verona migrate: recording %s: %s\n", m->name, migrate_pg_error(pg));
         PQclear(res);
         goto fail;
     }
@@ -90,7 +99,7 @@ int migrate_main(int argc, char **argv)
         return CLI_USAGE;
     pg = PQconnectdb(cfg.database_url);
     if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "verona migrate: cannot connect: %s", PQerrorMessage(pg));
+        fprintf(stderr, "verona migrate: cannot connect: %s\n", migrate_pg_error(pg));
         PQfinish(pg);
         return CLI_FAILED;
     }
@@ -106,7 +115,7 @@ int migrate_main(int argc, char **argv)
     for (int i = 0; i < migrations_count; i++) {
         int done = migrate_applied(pg, migrations[i].version);
         if (done < 0) {
-            fprintf(stderr, "verona migrate: reading schema_migrations: %s", PQerrorMessage(pg));
+            fprintf(stderr, "verona migrate: reading schema_migrations: %s\n", migrate_pg_error(pg));
             goto unlock;
         }
         if (done > 0)

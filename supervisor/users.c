@@ -10,8 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/log.h"
 #include "../proto/password.h"
 #include "cli.h"
+
+/* libpq's last error, as one line (its messages span several). */
+static const char *users_pg_error(PGconn *pg)
+{
+    static char line[1024];
+
+    return log_one_line(line, sizeof(line), PQerrorMessage(pg));
+}
 
 static void users_usage(void)
 {
@@ -49,7 +58,7 @@ static int users_exec(PGconn *pg, const char *sql, int n, const char *const *val
     if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
         rows = atoi(PQcmdTuples(res));
     else
-        fprintf(stderr, "verona user: %s", PQerrorMessage(pg));
+        fprintf(stderr, "verona user: %s\n", users_pg_error(pg));
     PQclear(res);
     return rows;
 }
@@ -160,7 +169,7 @@ int users_main(int argc, char **argv)
     }
     pg = PQconnectdb(cfg.database_url);
     if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "verona user: cannot connect: %s", PQerrorMessage(pg));
+        fprintf(stderr, "verona user: cannot connect: %s\n", users_pg_error(pg));
         PQfinish(pg);
         return CLI_FAILED;
     }

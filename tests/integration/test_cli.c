@@ -88,6 +88,26 @@ START_TEST(bad_usage_exits_2)
     ck_assert_ptr_nonnull(strstr(out, "no user"));
     ck_assert_int_eq(verona("migrate -c /nonexistent/verona.conf", NULL, out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, "/nonexistent/verona.conf"));
+    ck_assert_int_eq(verona("migrate -c /tmp", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "/tmp: not a regular file"));
+}
+END_TEST
+
+/* A database that cannot be reached: exit 1 and one line on stderr, even
+ * though libpq's message spans several. */
+START_TEST(database_errors_are_one_line)
+{
+    char out[4096], saved[1024];
+
+    snprintf(saved, sizeof(saved), "%s", getenv("VERONA_DATABASE_URL"));
+    setenv("VERONA_DATABASE_URL", "postgresql://127.0.0.1:1/verona?connect_timeout=5", 1);
+    ck_assert_int_eq(verona("migrate", NULL, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "cannot connect") != NULL && strchr(out, '\n') == out + strlen(out) - 1, "got: %s",
+                  out);
+    ck_assert_int_eq(verona("user lock alice", NULL, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "cannot connect") != NULL && strchr(out, '\n') == out + strlen(out) - 1, "got: %s",
+                  out);
+    setenv("VERONA_DATABASE_URL", saved, 1);
 }
 END_TEST
 
@@ -98,6 +118,7 @@ Suite *cli_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, migrate_is_idempotent);
+    tcase_add_test(tc, database_errors_are_one_line);
     tcase_add_test(tc, user_lifecycle);
     tcase_add_test(tc, bad_usage_exits_2);
     suite_add_tcase(s, tc);
