@@ -529,10 +529,54 @@ void pool_reconcile(struct pool *pool)
     rollout_step(pool);
 }
 
+/* The slot's one worker, when it has exactly one (none being replaced). */
+static struct pool_worker *pool_slot_sole(struct pool *pool, int slot)
+{
+    struct pool_worker *sole = NULL;
+
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
+        if (w->slot != slot || w->state == WORKER_EXITED)
+            continue;
+        if (sole != NULL || w->being_replaced || w->replaces != NULL ||
+            (w->state != WORKER_STARTING && w->state != WORKER_READY))
+            return NULL;
+        sole = w;
+    }
+    return sole;
+}
+
+/* Scaling down drains the newest workers (SPEC.md section 6): the workers
+ * of the slots that stay and those of the slots that go swap slots until
+ * every one that stays is at least as old as every one that goes. */
+static void pool_keep_oldest(struct pool *pool, int target)
+{
+    for (;;) {
+        struct pool_worker *newest_kept = NULL, *oldest_gone = NULL;
+        int slot;
+
+        for (int s = 0; s < pool->target && s < POOL_SLOTS_MAX; s++) {
+            struct pool_worker *w = pool_slot_sole(pool, s);
+
+            if (w == NULL)
+                continue;
+            if (s < target && (newest_kept == NULL || w->started_ms > newest_kept->started_ms))
+                newest_kept = w;
+            if (s >= target && (oldest_gone == NULL || w->started_ms < oldest_gone->started_ms))
+                oldest_gone = w;
+        }
+        if (newest_kept == NULL || oldest_gone == NULL || newest_kept->started_ms <= oldest_gone->started_ms)
+            return;
+        slot = newest_kept->slot;
+        newest_kept->slot = oldest_gone->slot;
+        oldest_gone->slot = slot;
+    }
+}
+
 void pool_scale(struct pool *pool, int target)
 {
     log_emit(LOG_INFO, "scale", json_pack("{s:i, s:i}", "from", pool->target, "to", target));
     if (target < pool->target) {
+        pool_keep_oldest(pool, target);
         /* A slot being shrunk away may sit in backoff: end that. */
         for (int s = target; s < pool->target; s++) {
             pool->slots[s].in_backoff = 0;

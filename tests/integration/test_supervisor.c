@@ -309,6 +309,51 @@ START_TEST(signals_scale_the_pool)
 }
 END_TEST
 
+/* The pid of the ready worker in `slot`, or 0. */
+static int pid_in_slot(const struct cluster *c, int slot)
+{
+    json_t *doc = cluster_status(c), *row;
+    size_t i;
+    int pid = 0;
+
+    ck_assert_ptr_nonnull(doc);
+    json_array_foreach(json_object_get(doc, "workers"), i, row) {
+        if (json_integer_value(json_object_get(row, "slot")) == slot &&
+            strcmp(json_string_value(json_object_get(row, "state")), "ready") == 0)
+            pid = (int)json_integer_value(json_object_get(row, "pid"));
+    }
+    json_decref(doc);
+    return pid;
+}
+
+/* Scaling down drains the newest workers: after slot 0's worker was
+ * recycled (so it is the newest), scale 3 -> 2 keeps the two older ones. */
+START_TEST(scaling_down_drains_the_newest)
+{
+    struct cluster c;
+    char out[512], args[64];
+    int old1, old2, fresh, kept[2];
+
+    ck_assert_int_eq(cluster_start(&c, 3, ROOMY, 1), 0);
+    old1 = pid_in_slot(&c, 1);
+    old2 = pid_in_slot(&c, 2);
+    snprintf(args, sizeof(args), "recycle %d", pid_in_slot(&c, 0));
+    ck_assert_int_eq(cluster_ctl(&c, args, out, sizeof(out)), 0);
+    /* The replacement is ready and its predecessor gone: 3 rows, all ready. */
+    ck_assert_int_eq(cluster_wait_workers(&c, 3, 3, 15000), 0);
+    fresh = pid_in_slot(&c, 0);
+    ck_assert(fresh != 0 && fresh != old1 && fresh != old2);
+    ck_assert_int_eq(cluster_ctl(&c, "scale 2", out, sizeof(out)), 0);
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 15000), 0);
+    kept[0] = pid_in_slot(&c, 0);
+    kept[1] = pid_in_slot(&c, 1);
+    ck_assert_msg((kept[0] == old1 || kept[0] == old2) && (kept[1] == old1 || kept[1] == old2) && kept[0] != kept[1],
+                  "kept %d and %d, not the older %d and %d (the newest was %d)", kept[0], kept[1], old1, old2, fresh);
+    ck_assert_int_ne(kill(fresh, 0), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
 START_TEST(workers_leave_when_the_supervisor_is_killed)
 {
     struct cluster c;
@@ -420,6 +465,7 @@ Suite *supervisor_suite(void)
     tcase_add_test(tc, protocol_garbage_gets_the_worker_killed);
     tcase_add_test(tc, stopped_worker_is_killed_and_replaced);
     tcase_add_test(tc, signals_scale_the_pool);
+    tcase_add_test(tc, scaling_down_drains_the_newest);
     tcase_add_test(tc, workers_leave_when_the_supervisor_is_killed);
     tcase_add_test(tc, graceful_stop_by_ctl);
     tcase_add_test(tc, cold_start_without_database_serves_503_not_a_hang);
