@@ -35,7 +35,9 @@ static const struct {
                          "FROM verona_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) AS b, "
                          "set_config('synchronous_commit', 'off', true) AS nosync", 8 },
     [DB_LOGIN_FAILED] = { "SELECT verona_attempt_failed($1, $2, $3, $4)", 4 },
-    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded($1, $2, $3, $4, $5, $6, $7, $8)"), 8 },
+    /* NULL when the user was locked or the password changed since the
+     * begin (004_success_recheck.sql). */
+    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded_checked($1, $2, $3, $4, $5, $6, $7, $8, $9)"), 9 },
     [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },
     /* The hot path: one indexed lookup, plain SQL. Column 3 says whether
      * last_used is over a minute old (then DB_SESSION_TOUCH writes it). */

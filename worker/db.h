@@ -12,7 +12,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
-#define DB_PARAMS_MAX 8
+#define DB_PARAMS_MAX 9
 #define DB_PENDING_MAX 4096
 
 /* The prepared statements; their SQL is in db.c beside the names. */

@@ -12,12 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void login_record_failure(struct route_ctx *ctx, const char *result);
+
 static void login_on_recorded(void *arg, PGresult *res)
 {
     struct route_ctx *ctx = arg;
 
     if (!db_result_ok(res)) {
         route_unavailable(ctx);
+        return;
+    }
+    if (ctx->step == 1 && PQgetisnull(res, 0, 0)) {
+        /* Locked, or the password changed, while this attempt hashed: the
+         * password it verified is no longer the user's. */
+        login_record_failure(ctx, "bad_password");
         return;
     }
     if (ctx->step == 1) {
@@ -72,7 +80,7 @@ static void login_on_verified(struct auth_job *job)
     ctx->step = 1;
     memset(q, 0, sizeof(*q));
     q->statement = DB_LOGIN_SUCCEEDED;
-    q->nparams = 8;
+    q->nparams = 9;
     q->values[0] = ctx->attempt_id;
     q->values[1] = ctx->user_id;
     q->values[2] = ctx->username;
@@ -83,6 +91,7 @@ static void login_on_verified(struct auth_job *job)
     q->values[5] = ctx->numbers[0];
     q->values[6] = ctx->numbers[1];
     q->values[7] = job->new_hash[0] != '\0' ? job->new_hash : NULL;
+    q->values[8] = job->stored_hash;
     q->cb = login_on_recorded;
     q->arg = ctx;
     db_query_send(&ctx->w->db, q);

@@ -181,6 +181,55 @@ START_TEST(tokens_are_stored_only_as_hashes)
 }
 END_TEST
 
+/* A login's success re-checks the user (004_success_recheck.sql): after a
+ * password change or a lock committed while the attempt hashed, it writes
+ * nothing (no session, no rehash) and returns NULL. Called here directly,
+ * as the worker does after its hash, so the race is not left to timing. */
+START_TEST(a_success_after_a_password_change_or_lock_writes_nothing)
+{
+    struct harness_worker w;
+    char name[64], sql[1024], *id, *hash, *v;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "race");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    harness_worker_stop(&w);
+    snprintf(sql, sizeof(sql), "SELECT id FROM users WHERE username = '%s'", name);
+    id = harness_sql_value(sql);
+    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE username = '%s'", name);
+    hash = harness_sql_value(sql);
+#define SUCCESS_SQL(verified, token_byte)                                                                        \
+    snprintf(sql, sizeof(sql),                                                                                \
+             "SELECT verona_attempt_succeeded_checked(0, %s, '%s', '192.0.2.1', decode(repeat('%s', 32), 'hex'), " \
+             "3600, 1800, '$argon2id$not-a-rehash', '%s') IS NOT NULL",                                        \
+             id, name, token_byte, verified)
+    /* The password changed since the begin: the hash verified is stale. */
+    SUCCESS_SQL("$argon2id$v=19$the-hash-before-the-change", "a1");
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "f");
+    free(v);
+    /* Still the user's hash: the session is written (and the rehash). */
+    SUCCESS_SQL(hash, "a2");
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "t");
+    free(v);
+    /* Locked since the begin. */
+    snprintf(sql, sizeof(sql), "UPDATE users SET locked = true, password_hash = '%s' WHERE id = %s", hash, id);
+    harness_sql(sql);
+    SUCCESS_SQL(hash, "a3");
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "f");
+    free(v);
+#undef SUCCESS_SQL
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM sessions WHERE user_id = %s", id);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "1"); /* only the one of the current hash */
+    free(v);
+    free(id);
+    free(hash);
+}
+END_TEST
+
 static int compare_ll(const void *a, const void *b)
 {
     long long x = *(const long long *)a, y = *(const long long *)b;
@@ -312,6 +361,7 @@ Suite *security_suite(void)
     tcase_add_checked_fixture(tc, response_setup, response_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, account_address_window_and_no_lockout_from_elsewhere);
+    tcase_add_test(tc, a_success_after_a_password_change_or_lock_writes_nothing);
     tcase_add_test(tc, success_clears_the_account_address_window);
     tcase_add_test(tc, address_window_covers_every_username);
     tcase_add_test(tc, account_window_spares_known_addresses);
