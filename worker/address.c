@@ -40,6 +40,14 @@ static void address_format(int family, const unsigned char *bytes, char *out, si
 
 static int address_trusted(const struct config *cfg, int family, const unsigned char *bytes)
 {
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+    /* A dual-stack listener ([::]:PORT) sees IPv4 peers as ::ffff:a.b.c.d:
+     * they are matched as the IPv4 addresses they are. */
+    if (family == AF_INET6 && memcmp(bytes, mapped, sizeof(mapped)) == 0) {
+        family = AF_INET;
+        bytes += 12;
+    }
     for (int i = 0; i < cfg->trusted_proxy_count; i++)
         if (config_cidr_contains(&cfg->trusted_proxy[i], family, bytes))
             return 1;

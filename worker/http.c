@@ -338,6 +338,31 @@ const char *http_request_header(const struct http_request *req, const char *name
     return NULL;
 }
 
+const char *http_request_header_all(const struct http_request *req, const char *name, char *buf, size_t size)
+{
+    size_t n = 0;
+    int found = 0;
+
+    if (size == 0)
+        return NULL;
+    buf[0] = '\0';
+    for (int i = 0; i < req->header_count; i++) {
+        const struct http_header *h = &req->headers[i];
+        const char *value;
+        int len;
+
+        if (strcasecmp(req->text + h->name_off, name) != 0)
+            continue;
+        value = h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+        len = snprintf(buf + n, size - n, "%s%s", found ? ", " : "", value);
+        if (len < 0 || (size_t)len >= size - n)
+            return NULL; /* cannot happen within the header limit */
+        n += (size_t)len;
+        found = 1;
+    }
+    return found ? buf : NULL;
+}
+
 static void http_on_write(uv_write_t *w, int status)
 {
     struct http_write *hw = (struct http_write *)w;

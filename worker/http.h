@@ -93,6 +93,10 @@ void http_respond(struct http_request *req, int status, const char *headers, con
 /* The value of a header (case-insensitive name), or NULL. */
 const char *http_request_header(const struct http_request *req, const char *name);
 
+/* Every line of header `name`, in order, joined by ", " into buf (as RFC
+ * 9110 reads repeated fields), or NULL when there is none. */
+const char *http_request_header_all(const struct http_request *req, const char *name, char *buf, size_t size);
+
 /* The reason phrase of a status code. */
 const char *http_status_text(int status);
 

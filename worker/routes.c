@@ -358,8 +358,14 @@ void routes_dispatch(struct http_server *server, struct http_request *req)
         return;
     }
     /* Not on the hot paths (session checks, health): only where it counts. */
-    if (match->needs_address)
-        address_client(&w->cfg, &req->peer, http_request_header(req, "x-forwarded-for"), ctx->address,
+    if (match->needs_address) {
+        /* All X-Forwarded-For lines: a proxy may append a line of its own
+         * after the client's, and the right-most entries count. */
+        char xff[HTTP_HEADERS_MAX_BYTES + 2 * HTTP_HEADERS_MAX_COUNT];
+
+        address_client(&w->cfg, &req->peer,
+                       http_request_header_all(req, "x-forwarded-for", xff, sizeof(xff)), ctx->address,
                        sizeof(ctx->address));
+    }
     match->handler(ctx);
 }

@@ -181,6 +181,31 @@ START_TEST(tokens_are_stored_only_as_hashes)
 }
 END_TEST
 
+/* Repeated X-Forwarded-For lines read as one list: the right-most entry
+ * (in the last line, which a proxy appending its own line writes) is the
+ * client, not what the client put in the first line. */
+START_TEST(every_forwarded_for_line_counts)
+{
+    struct harness_worker w;
+    char name[64], sql[256], json[256], *address;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "xff");
+    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"wrong password!\"}", name);
+    ck_assert_int_eq(harness_request(w.port, "POST", "/v1/login",
+                                     "Content-Type: application/json\r\nX-Forwarded-For: 9.9.9.9\r\n"
+                                     "X-Forwarded-For: 198.51.100.77\r\n",
+                                     json, r),
+                     401);
+    harness_worker_stop(&w);
+    snprintf(sql, sizeof(sql), "SELECT address FROM login_audit WHERE username = '%s'", name);
+    address = harness_sql_value(sql);
+    ck_assert_ptr_nonnull(address);
+    ck_assert_str_eq(address, "198.51.100.77");
+    free(address);
+}
+END_TEST
+
 /* A login's success re-checks the user (004_success_recheck.sql): after a
  * password change or a lock committed while the attempt hashed, it writes
  * nothing (no session, no rehash) and returns NULL. Called here directly,
@@ -198,25 +223,26 @@ START_TEST(a_success_after_a_password_change_or_lock_writes_nothing)
     id = harness_sql_value(sql);
     snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE username = '%s'", name);
     hash = harness_sql_value(sql);
-#define SUCCESS_SQL(verified, token_byte)                                                                        \
-    snprintf(sql, sizeof(sql),                                                                                \
-             "SELECT verona_attempt_succeeded_checked(0, %s, '%s', '192.0.2.1', decode(repeat('%s', 32), 'hex'), " \
-             "3600, 1800, '$argon2id$not-a-rehash', '%s') IS NOT NULL",                                        \
-             id, name, token_byte, verified)
+#define SUCCESS_SQL(verified)                                                                         \
+    snprintf(sql, sizeof(sql),                                                                        \
+             "SELECT verona_attempt_succeeded_checked(0, %s, '%s', '192.0.2.1', "                     \
+             "decode(md5(random()::text) || md5(random()::text), 'hex'), "                            \
+             "3600, 1800, '$argon2id$not-a-rehash', '%s') IS NOT NULL",                               \
+             id, name, verified)
     /* The password changed since the begin: the hash verified is stale. */
-    SUCCESS_SQL("$argon2id$v=19$the-hash-before-the-change", "a1");
+    SUCCESS_SQL("$argon2id$v=19$the-hash-before-the-change");
     v = harness_sql_value(sql);
     ck_assert_str_eq(v, "f");
     free(v);
     /* Still the user's hash: the session is written (and the rehash). */
-    SUCCESS_SQL(hash, "a2");
+    SUCCESS_SQL(hash);
     v = harness_sql_value(sql);
     ck_assert_str_eq(v, "t");
     free(v);
     /* Locked since the begin. */
     snprintf(sql, sizeof(sql), "UPDATE users SET locked = true, password_hash = '%s' WHERE id = %s", hash, id);
     harness_sql(sql);
-    SUCCESS_SQL(hash, "a3");
+    SUCCESS_SQL(hash);
     v = harness_sql_value(sql);
     ck_assert_str_eq(v, "f");
     free(v);
@@ -362,6 +388,7 @@ Suite *security_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, account_address_window_and_no_lockout_from_elsewhere);
     tcase_add_test(tc, a_success_after_a_password_change_or_lock_writes_nothing);
+    tcase_add_test(tc, every_forwarded_for_line_counts);
     tcase_add_test(tc, success_clears_the_account_address_window);
     tcase_add_test(tc, address_window_covers_every_username);
     tcase_add_test(tc, account_window_spares_known_addresses);

@@ -52,6 +52,10 @@ START_TEST(rightmost_untrusted_forwarded_address)
     check("127.0.0.1", "127.0.0.1", "not-an-address", "127.0.0.1");
     /* An untrusted peer's header is ignored. */
     check("10.0.0.0/8", "192.0.2.1", "203.0.113.9", "192.0.2.1");
+    /* A dual-stack listener sees an IPv4 proxy as ::ffff:a.b.c.d: it is
+     * still the trusted IPv4 proxy, and so is such a hop. */
+    check("127.0.0.0/8", "::ffff:127.0.0.1", "203.0.113.9", "203.0.113.9");
+    check("127.0.0.0/8, 10.0.0.0/8", "::ffff:127.0.0.1", "203.0.113.9, ::ffff:10.1.1.1", "203.0.113.9");
 }
 END_TEST
 
