@@ -79,7 +79,9 @@ static const struct config_key config_keys[] = {
       "PostgreSQL connections per worker" },
     { "session_ttl_s", CONFIG_INT, NUM(session_ttl_s), 60, 31536000, "43200", NULL,
       "absolute session lifetime in seconds" },
-    { "session_idle_s", CONFIG_INT, NUM(session_idle_s), 60, 31536000, "1800", NULL,
+    /* At least 120: last use is written at most once a minute, so a shorter
+     * idle limit could end a session in use. */
+    { "session_idle_s", CONFIG_INT, NUM(session_idle_s), 120, 31536000, "1800", NULL,
       "a session unused this long expires" },
     { "password_min_length", CONFIG_INT, NUM(password_min_length), 8, 64, "12", NULL,
       "shortest accepted password, in characters" },

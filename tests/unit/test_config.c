@@ -108,6 +108,7 @@ START_TEST(errors_name_file_and_line)
 {
     expect_error("workers = 2\nbogus = 1\n", ":2: unknown key 'bogus'");
     expect_error("workers = 129\n", ":1: workers");
+    expect_error("session_idle_s = 60\n", ":1: session_idle_s");
     expect_error("\n\nworkers = two\n", ":3:");
     expect_error("listen = localhost:80\n", ":1: listen");
     expect_error("throttle_address = 5\n", "COUNT/SECONDS");
