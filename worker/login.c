@@ -14,6 +14,28 @@
 
 static void login_record_failure(struct route_ctx *ctx, const char *result);
 
+static void login_on_cancelled(void *arg, PGresult *res)
+{
+    (void)res;
+    route_unavailable(arg);
+}
+
+/* The attempt ends in 503 before its password was judged (the hash queue
+ * is full, the hash failed): it is no failure, so its provisional failure
+ * row goes, or a burst of load would throttle the people it turned away. */
+static void login_cancel_unavailable(struct route_ctx *ctx)
+{
+    struct db_query *q = &ctx->query;
+
+    memset(q, 0, sizeof(*q));
+    q->statement = DB_ATTEMPT_CANCEL;
+    q->nparams = 1;
+    q->values[0] = ctx->attempt_id;
+    q->cb = login_on_cancelled;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}
+
 static void login_on_recorded(void *arg, PGresult *res)
 {
     struct route_ctx *ctx = arg;
@@ -63,7 +85,7 @@ static void login_on_verified(struct auth_job *job)
     struct db_query *q = &ctx->query;
 
     if (job->failed) {
-        route_unavailable(ctx);
+        login_cancel_unavailable(ctx);
         return;
     }
     if (!job->verified || ctx->flag) {
@@ -124,7 +146,7 @@ static void login_on_begin(void *arg, PGresult *res)
     job->cb = login_on_verified;
     job->data = ctx;
     if (auth_job_submit(&ctx->w->auth, job) != 0)
-        route_unavailable(ctx);
+        login_cancel_unavailable(ctx);
 }
 
 void login_handle(struct route_ctx *ctx)

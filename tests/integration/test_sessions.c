@@ -239,6 +239,17 @@ START_TEST(full_hash_queue_answers_503)
     ck_assert_int_eq(answered, CLIENTS);
     ck_assert_int_gt(unavailable, 0);
     ck_assert_int_lt(unavailable, CLIENTS);
+    /* Turned away before its password was judged, an attempt is no
+     * failure: only the 401s count toward the throttle. */
+    {
+        char sql[256], *count, expect[16];
+
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM login_failures WHERE username_lower = lower('%s')", name);
+        count = harness_sql_value(sql);
+        snprintf(expect, sizeof(expect), "%d", CLIENTS - unavailable);
+        ck_assert_str_eq(count, expect);
+        free(count);
+    }
 }
 END_TEST
 
