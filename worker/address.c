@@ -16,17 +16,26 @@ static int address_parse(const char *text, unsigned char *bytes)
     return 0;
 }
 
-/* IPv4-mapped IPv6 becomes IPv4; IPv6 is masked to /64. */
-static void address_format(int family, const unsigned char *bytes, char *out, size_t size)
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack
+ * listener on [::]:PORT sees of an IPv4 peer) is the IPv4 address it
+ * carries: family and bytes are changed to that. */
+static void address_unmap(int *family, const unsigned char **bytes)
 {
     static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+    if (*family == AF_INET6 && memcmp(*bytes, mapped, sizeof(mapped)) == 0) {
+        *family = AF_INET;
+        *bytes += 12;
+    }
+}
+
+/* IPv4 as it is; IPv6 masked to /64. */
+static void address_format(int family, const unsigned char *bytes, char *out, size_t size)
+{
     unsigned char net[16];
     char text[INET6_ADDRSTRLEN];
 
-    if (family == AF_INET6 && memcmp(bytes, mapped, sizeof(mapped)) == 0) {
-        family = AF_INET;
-        bytes += 12;
-    }
+    address_unmap(&family, &bytes);
     if (family == AF_INET) {
         inet_ntop(AF_INET, bytes, text, sizeof(text));
         snprintf(out, size, "%s", text);
@@ -40,14 +49,7 @@ static void address_format(int family, const unsigned char *bytes, char *out, si
 
 static int address_trusted(const struct config *cfg, int family, const unsigned char *bytes)
 {
-    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-    /* A dual-stack listener ([::]:PORT) sees IPv4 peers as ::ffff:a.b.c.d:
-     * they are matched as the IPv4 addresses they are. */
-    if (family == AF_INET6 && memcmp(bytes, mapped, sizeof(mapped)) == 0) {
-        family = AF_INET;
-        bytes += 12;
-    }
+    address_unmap(&family, &bytes);
     for (int i = 0; i < cfg->trusted_proxy_count; i++)
         if (config_cidr_contains(&cfg->trusted_proxy[i], family, bytes))
             return 1;
