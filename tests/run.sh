@@ -27,6 +27,12 @@ cleanup() {
             echo "== $f (last lines)"; tail -n 20 "$f"
         done
         [ -f "$pgdir/postgres.log" ] && { echo "== postgres.log"; tail -n 20 "$pgdir/postgres.log"; }
+        # Last, so that a CI log cut to its tail still names what failed.
+        for f in "$tmp"/*.check; do
+            [ -f "$f" ] || continue
+            grep -q ':[FE]:' "$f" || continue
+            echo "== failed checks ($(basename "$f" .check))"; grep -E ':[FE]:' "$f"
+        done
     fi
     [ -n "${VERONA_KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
     exit "$status"
@@ -52,13 +58,14 @@ echo "== deploy/verona.conf documents every key (verona config-example)"
 build/asan/bin/verona config-example | diff -u deploy/verona.conf -
 
 echo "== unit tests"
-build/asan/tests/unit
+CK_LOG_FILE_NAME="$tmp/unit.check" build/asan/tests/unit
 
 echo "== fuzz the control protocol decoder (${FUZZ_SECONDS:-30} s)"
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
 echo "== integration tests"
-VERONA_PG_FSYNC=off build/asan/tests/integration
+CK_LOG_FILE_NAME="$tmp/integration.check" VERONA_PG_FSYNC=off build/asan/tests/integration
 
 echo "== fault tests under load (UBSan build: ASan would distort RSS)"
-VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off build/ubsan/tests/fault
+CK_LOG_FILE_NAME="$tmp/fault.check" VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off \
+    build/ubsan/tests/fault

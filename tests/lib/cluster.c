@@ -207,16 +207,7 @@ int cluster_wait_workers(const struct cluster *c, int ready, int total, int time
 
 int cluster_log_contains(const struct cluster *c, const char *text)
 {
-    FILE *f = fopen(c->log_path, "r");
-    char line[4096];
-    int found = 0;
-
-    if (f == NULL)
-        return 0;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, text) != NULL;
-    fclose(f);
-    return found;
+    return harness_file_contains(c->log_path, text);
 }
 
 void wrk_start(struct wrk_run *run, const struct cluster *c, const char *path, int connections, int seconds,

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Test servers listen on ports from here up to the ephemeral range. */
+#define HARNESS_PORT_BASE 20000
 
 static const char *harness_env(const char *name)
 {
@@ -43,21 +47,50 @@ static void harness_pause_ms(int ms)
     poll(NULL, 0, ms);
 }
 
-int harness_free_port(void)
+/* 1 when nothing on this host holds 127.0.0.1:port (bound without
+ * SO_REUSEADDR, so a connection in TIME_WAIT counts as holding it). */
+static int harness_port_is_free(int port)
 {
     struct sockaddr_in sin;
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
 
+    ck_assert_int_ge(fd, 0);
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    port = ntohs(sin.sin_port);
+    sin.sin_port = htons((uint16_t)port);
+    ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
     close(fd);
-    return port;
+    return ok;
+}
+
+int harness_free_port(void)
+{
+    /* Below the kernel's ephemeral range: the thousands of connections the
+     * tests open take their local ports from that range, and one of them
+     * could take a port between this check and the server's bind. Each
+     * test process (Check forks one per test) walks from its own pid. */
+    static unsigned next;
+    int low = 32768, span;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+    if (f != NULL) {
+        if (fscanf(f, "%d", &low) != 1)
+            low = 32768;
+        fclose(f);
+    }
+    span = low - HARNESS_PORT_BASE;
+    ck_assert_msg(span >= 1000, "ephemeral ports start at %d: too low for the tests' ports", low);
+    if (next == 0)
+        next = (unsigned)getpid() * 7919u;
+    for (int tries = 0; tries < span; tries++) {
+        int port = HARNESS_PORT_BASE + (int)(next++ % (unsigned)span);
+
+        if (harness_port_is_free(port))
+            return port;
+    }
+    ck_abort_msg("no free port in %d..%d", HARNESS_PORT_BASE, low - 1);
+    return -1;
 }
 
 int harness_worker_alive(const struct harness_worker *w)
@@ -427,6 +460,20 @@ void harness_username(char *out, size_t size, const char *prefix)
     static int counter;
 
     snprintf(out, size, "%s%d_%d", prefix, ++counter, (int)getpid());
+}
+
+int harness_file_contains(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
 }
 
 static int harness_pg(const char *action)

@@ -100,4 +100,7 @@ void harness_username(char *out, size_t size, const char *prefix);
 int harness_pg_stop(void);
 int harness_pg_start(void);
 
+/* 1 when a line of the file (a log) contains `text`. */
+int harness_file_contains(const char *path, const char *text);
+
 #endif
