@@ -135,6 +135,14 @@ void account_register(struct route_ctx *ctx)
     db_query_send(&ctx->w->db, q);
 }
 
+/* What the password change's last statement recorded (ctx->step). */
+enum {
+    ACCOUNT_PASSWORD_SET = 1,  /* the new hash, if the checks still hold */
+    ACCOUNT_OLD_WRONG,         /* a failure: the old password is wrong */
+    ACCOUNT_NEW_WEAK,          /* no failure: the new password is weak */
+    ACCOUNT_HASH_FAILED,       /* no failure: 503 */
+};
+
 static void account_on_password_set(void *arg, PGresult *res)
 {
     struct route_ctx *ctx = arg;
@@ -143,12 +151,22 @@ static void account_on_password_set(void *arg, PGresult *res)
         route_unavailable(ctx);
         return;
     }
-    if (ctx->step == 2) {
+    if (ctx->step == ACCOUNT_OLD_WRONG) {
         route_error(ctx, 401, "invalid_credentials", "the old password is wrong", NULL);
         return;
     }
-    if (ctx->step == 3) {
+    if (ctx->step == ACCOUNT_NEW_WEAK) {
         route_error(ctx, 400, "weak_password", "the new password is too easy to guess", NULL);
+        return;
+    }
+    if (ctx->step == ACCOUNT_HASH_FAILED) {
+        route_unavailable(ctx);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        /* Locked, reset, changed or logged out while this change hashed
+         * (006_password_recheck.sql): nothing was written. */
+        route_session_ended(ctx);
         return;
     }
     /* Every other session of the user ends at once on this worker too. */
@@ -161,16 +179,21 @@ static void account_on_password_hashed(struct auth_job *job)
     struct route_ctx *ctx = job->data;
     struct db_query *q = &ctx->query;
 
-    if (job->failed) {
-        route_unavailable(ctx);
-        return;
-    }
     memset(q, 0, sizeof(*q));
     q->cb = account_on_password_set;
     q->arg = ctx;
+    if (job->failed) {
+        /* 503 before the old password was judged: no failure either. */
+        ctx->step = ACCOUNT_HASH_FAILED;
+        q->statement = DB_ATTEMPT_CANCEL;
+        q->nparams = 1;
+        q->values[0] = ctx->attempt_id;
+        db_query_send(&ctx->w->db, q);
+        return;
+    }
     if (!job->verified) {
         /* A wrong old password is a failed login for this user and address. */
-        ctx->step = 2;
+        ctx->step = ACCOUNT_OLD_WRONG;
         q->statement = DB_LOGIN_FAILED;
         q->nparams = 4;
         q->values[0] = ctx->attempt_id;
@@ -182,22 +205,23 @@ static void account_on_password_hashed(struct auth_job *job)
     }
     if (job->weak) {
         /* The old password was right: this attempt is no failure. */
-        ctx->step = 3;
+        ctx->step = ACCOUNT_NEW_WEAK;
         q->statement = DB_ATTEMPT_CANCEL;
         q->nparams = 1;
         q->values[0] = ctx->attempt_id;
         db_query_send(&ctx->w->db, q);
         return;
     }
-    ctx->step = 1;
+    ctx->step = ACCOUNT_PASSWORD_SET;
     q->statement = DB_PASSWORD_SET;
-    q->nparams = 4;
+    q->nparams = 5;
     q->values[0] = ctx->attempt_id;
     q->values[1] = ctx->user_id;
     q->values[2] = (const char *)ctx->token_hash;
     q->lengths[2] = AUTH_TOKEN_HASH_BYTES;
     q->formats[2] = 1;
     q->values[3] = job->new_hash;
+    q->values[4] = job->stored_hash;
     db_query_send(&ctx->w->db, q);
 }
 
@@ -212,8 +236,7 @@ static void account_on_password_begin(void *arg, PGresult *res)
         return;
     }
     if (PQntuples(res) == 0) {
-        route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
-                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        route_session_ended(ctx);
         return;
     }
     snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 0));

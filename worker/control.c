@@ -1,8 +1,11 @@
 /* worker/control.c - the worker's end of the control protocol. */
 #include "control.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <unistd.h>
 
 #include "../proto/hash_gate.h"
@@ -152,15 +155,35 @@ static void worker_control_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *
                        (unsigned)(WORKER_CONTROL_BUFFER - w->control_len));
 }
 
-void worker_control_orphan_gate(struct worker *w)
+/* Waits (up to `ms`) for the dying supervisor to finish dying: its pidfd
+ * turns readable only after the kernel has handed its children to another
+ * parent. */
+static void worker_control_wait_supervisor_exit(const struct worker *w, int ms)
+{
+    struct pollfd p = { .fd = pidfd_open(w->supervisor_pid, 0), .events = POLLIN };
+
+    if (p.fd < 0)
+        return; /* ESRCH: gone already */
+    while (poll(&p, 1, ms) < 0 && errno == EINTR)
+        ;
+    close(p.fd);
+}
+
+void worker_control_orphan_gate(struct worker *w, int wait_ms)
 {
     /* A supervisor that died without removing its hash gate (SIGKILL, a
      * crash) leaves it to its orphans, so no semaphore outlives the
      * cluster; they hash ungated from then on. Only once this process has
      * really been handed to another parent: the kernel closes a dying
-     * process's files (the EOF here) before it reparents its children, so
-     * the worker asks again as it exits. */
-    if (w->supervised && getppid() != w->supervisor_pid)
+     * process's files (the EOF here) before it reparents its children
+     * (later still for a big process, whose memory it frees first), so a
+     * worker leaving after that EOF waits for the reparenting. A supervisor
+     * that is alive keeps its gate. */
+    if (!w->supervised)
+        return;
+    if (w->supervisor_gone && wait_ms > 0 && getppid() == w->supervisor_pid)
+        worker_control_wait_supervisor_exit(w, wait_ms);
+    if (getppid() != w->supervisor_pid)
         hash_gate_remove(hash_gate_from_env());
 }
 
@@ -172,7 +195,8 @@ static void worker_control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t
     (void)buf;
     if (nread < 0) {
         log_emit(LOG_WARN, "supervisor_gone", NULL);
-        worker_control_orphan_gate(w);
+        w->supervisor_gone = 1;
+        worker_control_orphan_gate(w, 0);
         w->control_open = 0;
         uv_read_stop(s);
         uv_close((uv_handle_t *)s, worker_control_on_close);

@@ -21,7 +21,8 @@ void worker_control_close(struct worker *w, const char *reason);
 
 /* Removes the supervisor's hash gate if the supervisor died (this process
  * has another parent now); called on the control socket's EOF and again
- * at exit. */
-void worker_control_orphan_gate(struct worker *w);
+ * at exit, where it waits up to `wait_ms` for a supervisor that closed
+ * the socket to finish dying. */
+void worker_control_orphan_gate(struct worker *w, int wait_ms);
 
 #endif

@@ -39,6 +39,8 @@ static const struct {
      * begin (004_success_recheck.sql). */
     [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded_checked($1, $2, $3, $4, $5, $6, $7, $8, $9)"), 9 },
     [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },
+    /* A login's 503 before its password was judged (005_audit_unavailable.sql). */
+    [DB_LOGIN_UNAVAILABLE] = { "SELECT verona_attempt_unavailable($1, $2, $3)", 3 },
     /* The hot path: one indexed lookup, plain SQL. Column 3 says whether
      * last_used is over a minute old (then DB_SESSION_TOUCH writes it). */
     [DB_SESSION_GET] = { "SELECT s.user_id, u.username, "
@@ -65,14 +67,16 @@ static const struct {
     [DB_PASSWORD_BEGIN] = { "SELECT user_id, username, password_hash, wait_s, attempt_id "
                             "FROM verona_password_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) "
                             "WHERE user_id IS NOT NULL", 8 },
-    [DB_PASSWORD_SET] = { "SELECT verona_password_attempt_set($1, $2, $3, $4)", 4 },
+    /* false when locked, reset, changed or logged out since the begin
+     * (006_password_recheck.sql). */
+    [DB_PASSWORD_SET] = { "SELECT verona_password_attempt_set_checked($1, $2, $3, $4, $5)", 5 },
     [DB_REGISTER_WAIT] = { "SELECT verona_register_attempt($1)", 1 },
     [DB_REGISTER] = { "SELECT verona_register_user($1, $2)", 2 },
     [DB_SWEEP] = { "SELECT verona_sweep($1, $2)", 2 },
 };
 
-static const char *const db_conn_state_names[] = { "down", "connecting", "preparing", "idle",
-                                                   "busy" };
+static const char *const db_conn_state_names[] = { "down", "connecting", "preparing", "checking",
+                                                   "idle", "busy" };
 
 static void db_conn_connect(struct db_conn *c);
 static void db_conn_on_poll(uv_poll_t *poll, int status, int events);
@@ -88,6 +92,11 @@ int db_result_ok(const PGresult *res)
 int db_is_up(const struct db *db)
 {
     return db->up > 0;
+}
+
+int db_schema_too_old(const struct db *db)
+{
+    return db->up == 0 && db->schema_old;
 }
 
 static void db_on_handle_close(uv_handle_t *h)
@@ -179,8 +188,8 @@ static int db_conn_watch(struct db_conn *c, int events)
     return uv_poll_start(c->poll, events, db_conn_on_poll);
 }
 
-/* Tears the connection down and schedules a reconnect with backoff. The
- * query in flight (if any) fails. */
+/* Tears the connection down. The query in flight (if any) fails. `why`
+ * NULL: the caller has said why itself. */
 static void db_conn_lost(struct db_conn *c, const char *why)
 {
     struct db *db = c->db;
@@ -189,7 +198,7 @@ static void db_conn_lost(struct db_conn *c, const char *why)
     uv_timer_stop(&c->retry);
     /* Log a connection that was up going down, and the first failed
      * attempt of a series; the retries that follow would only repeat it. */
-    if (!db->closing && (db_state_is_up(c->state) || c->backoff_ms <= DB_BACKOFF_MIN_MS))
+    if (why != NULL && !db->closing && (db_state_is_up(c->state) || c->backoff_ms <= DB_BACKOFF_MIN_MS))
         log_emit(LOG_WARN, "db_connection_lost",
                  json_pack("{s:i, s:s}", "connection", (int)(c - db->conns), "error", why));
     db_conn_unwatch(c);
@@ -215,6 +224,7 @@ static void db_conn_on_retry(uv_timer_t *t)
 }
 
 static void db_conn_fail(struct db_conn *c, const char *why);
+static void db_conn_prepare_next(struct db_conn *c);
 
 static void db_conn_on_deadline(uv_timer_t *t)
 {
@@ -241,6 +251,7 @@ static void db_conn_schedule_retry(struct db_conn *c)
 
 static void db_conn_fail(struct db_conn *c, const char *why)
 {
+    c->db->schema_old = 0;
     db_conn_lost(c, why);
     db_conn_schedule_retry(c);
 }
@@ -251,6 +262,53 @@ static const char *db_conn_error(struct db_conn *c)
     return msg[0] != '\0' ? msg : "connection failed";
 }
 
+/* The database lacks migrations this build needs: say so once a series
+ * (the hint is the fix), and try again later. Every statement after the
+ * version query may name a function the old schema lacks. */
+static void db_conn_schema_too_old(struct db_conn *c, int version)
+{
+    struct db *db = c->db;
+
+    db->schema_version = version;
+    db->schema_old = 1;
+    if (!db->schema_warned && !db->closing) {
+        db->schema_warned = 1;
+        log_emit(LOG_ERROR, "schema_too_old",
+                 json_pack("{s:i, s:i, s:s}", "database", version, "required", db->schema_required,
+                           "hint", "run `verona migrate`"));
+    }
+    db_conn_lost(c, NULL);
+    db_conn_schedule_retry(c);
+}
+
+/* Statement 0 is prepared: run it before preparing the rest. */
+static void db_conn_check_schema(struct db_conn *c)
+{
+    if (!PQsendQueryPrepared(c->pg, "s0", 0, NULL, NULL, NULL, 0)) {
+        db_conn_fail(c, db_conn_error(c));
+        return;
+    }
+    db_conn_set_state(c, DB_CONN_CHECKING);
+    if (PQflush(c->pg) == 1)
+        db_conn_watch(c, UV_READABLE | UV_WRITABLE);
+}
+
+/* The schema version arrived: go on preparing, or wait for a migrate. */
+static void db_conn_on_schema_version(struct db_conn *c, PGresult *res)
+{
+    if (!db_result_ok(res) || PQntuples(res) != 1) {
+        db_conn_fail(c, res != NULL ? PQresultErrorMessage(res) : db_conn_error(c));
+        return;
+    }
+    c->db->schema_version = atoi(PQgetvalue(res, 0, 0));
+    if (c->db->schema_version < c->db->schema_required) {
+        db_conn_schema_too_old(c, c->db->schema_version);
+        return;
+    }
+    db_conn_set_state(c, DB_CONN_PREPARING);
+    db_conn_prepare_next(c);
+}
+
 /* Sends the next PREPARE, or turns IDLE once all are prepared. */
 static void db_conn_prepare_next(struct db_conn *c)
 {
@@ -258,6 +316,8 @@ static void db_conn_prepare_next(struct db_conn *c)
 
     if (c->prepared == DB_STATEMENT_COUNT) {
         c->backoff_ms = DB_BACKOFF_MIN_MS;
+        c->db->schema_warned = 0;
+        c->db->schema_old = 0;
         uv_timer_stop(&c->retry);
         db_conn_set_state(c, DB_CONN_IDLE);
         db_dispatch(c->db);
@@ -366,15 +426,32 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
 
     if (c->state == DB_CONN_PREPARING) {
         int ok = db_result_ok(c->result);
+        /* No schema_migrations table: never migrated. */
+        const char *state = c->result != NULL ? PQresultErrorField(c->result, PG_DIAG_SQLSTATE) : NULL;
+        int no_table = c->prepared == DB_SCHEMA_VERSION && state != NULL && strcmp(state, "42P01") == 0;
+
         if (c->result != NULL)
             PQclear(c->result);
         c->result = NULL;
+        if (no_table) {
+            db_conn_schema_too_old(c, 0);
+            return;
+        }
         if (!ok) {
             db_conn_fail(c, db_conn_error(c));
             return;
         }
         c->prepared++;
-        db_conn_prepare_next(c);
+        if (c->prepared == DB_SCHEMA_VERSION + 1)
+            db_conn_check_schema(c);
+        else
+            db_conn_prepare_next(c);
+    } else if (c->state == DB_CONN_CHECKING) {
+        PGresult *res = c->result;
+
+        c->result = NULL;
+        db_conn_on_schema_version(c, res);
+        PQclear(res);
     } else if (c->state == DB_CONN_BUSY) {
         struct db_query *q = c->query;
         PGresult *res = c->result;
@@ -452,11 +529,12 @@ void db_query_send(struct db *db, struct db_query *q)
     db_dispatch(db);
 }
 
-int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, db_state_cb on_state,
-            void *on_state_arg)
+int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schema_required,
+            db_state_cb on_state, void *on_state_arg)
 {
     memset(db, 0, sizeof(*db));
     db->loop = loop;
+    db->schema_required = schema_required;
     db->on_state = on_state;
     db->on_state_arg = on_state_arg;
     db->url = strdup(url);

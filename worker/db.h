@@ -22,6 +22,7 @@ enum db_statement {
     DB_LOGIN_FAILED,
     DB_LOGIN_SUCCEEDED,
     DB_ATTEMPT_CANCEL,
+    DB_LOGIN_UNAVAILABLE,
     DB_SESSION_GET,
     DB_SESSION_TOUCH,
     DB_LOGOUT,
@@ -55,6 +56,7 @@ enum db_conn_state {
     DB_CONN_DOWN = 0,   /* waiting for the retry timer */
     DB_CONN_CONNECTING, /* PQconnectPoll in progress */
     DB_CONN_PREPARING,  /* preparing statement `prepared` */
+    DB_CONN_CHECKING,   /* reading the schema version (statement 0) */
     DB_CONN_IDLE,       /* ready for a query */
     DB_CONN_BUSY,       /* one query in flight */
 };
@@ -86,13 +88,20 @@ struct db {
     int pending;
     int closing;
     int handles_open;         /* timers + polls not yet closed */
+    int schema_required;      /* the migrations this build needs */
+    int schema_version;       /* as the last connection read it */
+    int schema_warned;        /* schema_too_old logged since a connection was last up */
+    int schema_old;           /* the last connection attempt found an older schema */
     db_state_cb on_state;     /* called when `up` changes from/to 0 */
     void *on_state_arg;
 };
 
-/* Starts connecting `size` connections to `url`. Returns 0 or -ENOMEM. */
-int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, db_state_cb on_state,
-            void *on_state_arg);
+/* Starts connecting `size` connections to `url`. A connection reads the
+ * schema version before it prepares anything, and is up only when the
+ * database has `schema_required` migrations: on an older schema it logs
+ * `schema_too_old` (once a series) and retries. Returns 0 or -ENOMEM. */
+int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schema_required,
+            db_state_cb on_state, void *on_state_arg);
 
 /* Runs `q`, now or when a connection frees up; with no connection up the
  * callback runs at once with NULL (before db_query_send returns). */
@@ -100,6 +109,9 @@ void db_query_send(struct db *db, struct db_query *q);
 
 /* 1 when at least one connection is up. */
 int db_is_up(const struct db *db);
+
+/* 1 when none is up because the database lacks this build's migrations. */
+int db_schema_too_old(const struct db *db);
 
 /* Fails pending queries, closes connections and handles. The loop must run
  * until the handles are closed (`handles_open` reaches 0). */

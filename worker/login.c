@@ -22,15 +22,18 @@ static void login_on_cancelled(void *arg, PGresult *res)
 
 /* The attempt ends in 503 before its password was judged (the hash queue
  * is full, the hash failed): it is no failure, so its provisional failure
- * row goes, or a burst of load would throttle the people it turned away. */
+ * row goes, or a burst of load would throttle the people it turned away;
+ * it is audited as 'unavailable'. */
 static void login_cancel_unavailable(struct route_ctx *ctx)
 {
     struct db_query *q = &ctx->query;
 
     memset(q, 0, sizeof(*q));
-    q->statement = DB_ATTEMPT_CANCEL;
-    q->nparams = 1;
+    q->statement = DB_LOGIN_UNAVAILABLE;
+    q->nparams = 3;
     q->values[0] = ctx->attempt_id;
+    q->values[1] = ctx->username;
+    q->values[2] = ctx->address;
     q->cb = login_on_cancelled;
     q->arg = ctx;
     db_query_send(&ctx->w->db, q);

@@ -35,61 +35,20 @@ static void worker_usage(FILE *out)
 
 int worker_db_ready(const struct worker *w)
 {
-    return db_is_up(&w->db) && w->schema_ok;
+    return db_is_up(&w->db);
 }
 
-static void worker_check_schema(struct worker *w);
-
-static void worker_on_schema_timer(uv_timer_t *t)
-{
-    worker_check_schema(t->data);
-}
-
-static void worker_on_schema_version(void *arg, PGresult *res)
-{
-    struct worker *w = arg;
-    int version;
-
-    w->schema_query_busy = 0;
-    if (!db_result_ok(res)) {
-        log_emit(LOG_ERROR, "schema_check_failed",
-                 json_pack("{s:s}", "error", res != NULL ? PQresultErrorMessage(res) : "no connection"));
-        /* Soon again: readiness must not wait for the next sweep. */
-        if (!w->stopping)
-            uv_timer_start(&w->schema_timer, worker_on_schema_timer, 1000, 0);
-        return;
-    }
-    version = atoi(PQgetvalue(res, 0, 0));
-    w->schema_ok = version >= migrations_latest;
-    if (!w->schema_ok) {
-        log_emit(LOG_ERROR, "schema_too_old",
-                 json_pack("{s:i, s:i, s:s}", "database", version, "required", migrations_latest,
-                           "hint", "run `verona migrate`"));
-        if (!w->stopping)
-            uv_timer_start(&w->schema_timer, worker_on_schema_timer, 1000, 0);
-    }
-    else {
-        log_emit(LOG_INFO, "ready", json_pack("{s:i}", "schema_version", version));
-        worker_control_ready(w);
-    }
-}
-
-static void worker_check_schema(struct worker *w)
-{
-    if (w->schema_query_busy || w->schema_ok || !db_is_up(&w->db))
-        return;
-    w->schema_query_busy = 1;
-    memset(&w->schema_query, 0, sizeof(w->schema_query));
-    w->schema_query.statement = DB_SCHEMA_VERSION;
-    w->schema_query.cb = worker_on_schema_version;
-    w->schema_query.arg = w;
-    db_query_send(&w->db, &w->schema_query);
-}
-
+/* A connection is up only on a schema this build can use (worker/db.c
+ * checks it), so the first one up makes the worker ready. */
 static void worker_on_db_state(void *arg, int up)
 {
-    if (up)
-        worker_check_schema(arg);
+    struct worker *w = arg;
+
+    if (!up || w->ready_logged)
+        return;
+    w->ready_logged = 1;
+    log_emit(LOG_INFO, "ready", json_pack("{s:i}", "schema_version", w->db.schema_version));
+    worker_control_ready(w);
 }
 
 static void worker_on_sweep_done(void *arg, PGresult *res)
@@ -109,7 +68,6 @@ static void worker_on_sweep_timer(uv_timer_t *t)
     const struct config *cfg = &w->cfg;
     int longest = cfg->throttle_account.seconds;
 
-    worker_check_schema(w);
     if (w->sweep_busy || !worker_db_ready(w))
         return;
     if (cfg->throttle_address.seconds > longest)
@@ -139,8 +97,6 @@ static void worker_finish(struct worker *w)
 {
     uv_timer_stop(&w->sweep_timer);
     uv_close((uv_handle_t *)&w->sweep_timer, worker_on_handle_closed);
-    uv_timer_stop(&w->schema_timer);
-    uv_close((uv_handle_t *)&w->schema_timer, worker_on_handle_closed);
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
@@ -235,15 +191,14 @@ int worker_setup(struct worker *w, int listen_fd)
     }
     w->http.on_drained = worker_on_drained;
     w->http.counters = &w->counters;
-    if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, worker_on_db_state, w) != 0) {
+    if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, migrations_latest,
+                worker_on_db_state, w) != 0) {
         log_emit(LOG_ERROR, "out_of_memory", NULL);
         return 1;
     }
     session_touch_init(&w->touch, &w->db);
     uv_timer_init(w->loop, &w->sweep_timer);
     w->sweep_timer.data = w;
-    uv_timer_init(w->loop, &w->schema_timer);
-    w->schema_timer.data = w;
     uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
     w->configured = 1;
     log_emit(LOG_INFO, "worker_started",
@@ -338,7 +293,7 @@ int main(int argc, char **argv)
         }
     }
     uv_run(w->loop, UV_RUN_DEFAULT);
-    worker_control_orphan_gate(w);
+    worker_control_orphan_gate(w, 2000);
     if (w->configured)
         db_free(&w->db);
     session_cache_fini(&w->sessions);

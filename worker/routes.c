@@ -75,6 +75,12 @@ void route_unavailable(struct route_ctx *ctx)
                 "Retry-After: 1\r\n");
 }
 
+void route_session_ended(struct route_ctx *ctx)
+{
+    route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
+                "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+}
+
 void route_throttled(struct route_ctx *ctx, int wait_s)
 {
     char headers[48];
@@ -184,6 +190,9 @@ static void route_readyz(struct route_ctx *ctx)
 {
     if (worker_db_ready(ctx->w))
         route_reply(ctx, 200, NULL, json_pack("{s:s}", "status", "ready"));
+    else if (db_schema_too_old(&ctx->w->db))
+        route_error(ctx, 503, "unavailable", "the database schema is older than this build (run `verona migrate`)",
+                    "Retry-After: 1\r\n");
     else
         route_error(ctx, 503, "unavailable", "the database is not reachable", "Retry-After: 1\r\n");
 }
@@ -234,8 +243,7 @@ static void route_session_on_result(void *arg, PGresult *res)
         return;
     }
     if (PQntuples(res) == 0) {
-        route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
-                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        route_session_ended(ctx);
         return;
     }
     snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 0));
@@ -293,8 +301,7 @@ static void route_logout_on_result(void *arg, PGresult *res)
     if (ctx->flag && !PQgetisnull(res, 0, 1))
         session_cache_forget_user(&ctx->w->sessions, PQgetvalue(res, 0, 1));
     if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
-        route_error(ctx, 401, "invalid_token", "the session is invalid, expired or ended",
-                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+        route_session_ended(ctx);
         return;
     }
     route_reply(ctx, 204, NULL, NULL);

@@ -51,6 +51,9 @@ void route_error(struct route_ctx *ctx, int status, const char *code, const char
 /* 503 unavailable with Retry-After: 1. */
 void route_unavailable(struct route_ctx *ctx);
 
+/* 401 invalid_token: the session is invalid, expired or ended. */
+void route_session_ended(struct route_ctx *ctx);
+
 /* 429 too_many_attempts with Retry-After. */
 void route_throttled(struct route_ctx *ctx, int wait_s);
 

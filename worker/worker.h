@@ -22,13 +22,10 @@ struct worker {
     struct auth auth;
     uv_signal_t sig_term, sig_int, sig_quit;
     uv_timer_t sweep_timer;
-    uv_timer_t schema_timer;  /* retries a failed schema check soon */
-    struct db_query schema_query;
     struct db_query sweep_query;
     char sweep_params[2][16];
-    int schema_query_busy;
     int sweep_busy;
-    int schema_ok;        /* the database has every migration this build needs */
+    int ready_logged;     /* "ready": the first connection came up (on a usable schema) */
     int stopping;
     int configured;       /* settings applied, modules initialised */
 
@@ -39,6 +36,7 @@ struct worker {
     char *control_in;     /* owned: bytes received, not yet decoded */
     size_t control_len;
     int control_open;
+    int supervisor_gone;  /* EOF on the control socket */
     int ready_sent;
     uv_timer_t drain_timer;
     struct control_counters counters;

@@ -1,10 +1,12 @@
 /* tests/integration/test_resilience.c - PostgreSQL stopped and restarted
  * under a running worker: 503 + Retry-After meanwhile (never 401), then
- * recovery without restarting the worker. */
+ * recovery without restarting the worker. A worker started on a database
+ * that lacks its migrations says so and waits for `verona migrate`. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/harness.h"
 
@@ -47,6 +49,66 @@ START_TEST(database_restart_gives_503_then_recovery)
 }
 END_TEST
 
+/* Makes the database of VERONA_DATABASE_URL one migration behind this
+ * build: the newest migration's row deleted and the function it adds
+ * (006: verona_password_attempt_set_checked) dropped, as before it ran. */
+static void make_database_one_migration_behind(void)
+{
+    ck_assert_int_eq(system("\"$VERONA_BIN_DIR/verona\" migrate >/dev/null"), 0);
+    harness_sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)");
+    harness_sql("DROP FUNCTION verona_password_attempt_set_checked");
+}
+
+START_TEST(older_schema_waits_for_migrate)
+{
+    struct harness_worker w;
+    struct harness_response *r = calloc(1, sizeof(*r));
+    char base[1024], db[64], url[1200], sql[128], name[64];
+    const char *at;
+    long long deadline;
+    int status = 0;
+
+    snprintf(base, sizeof(base), "%s", getenv("VERONA_DATABASE_URL"));
+    at = strstr(base, "/verona?");
+    ck_assert_ptr_nonnull(at);
+    snprintf(db, sizeof(db), "verona_behind_%d", (int)getpid());
+    snprintf(url, sizeof(url), "%.*s/%s%s", (int)(at - base), base, db, at + strlen("/verona"));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+    harness_sql(sql);
+    /* This test process (and the worker it starts) use the new database. */
+    ck_assert_int_eq(setenv("VERONA_DATABASE_URL", url, 1), 0);
+    make_database_one_migration_behind();
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 0), 0);
+    deadline = harness_now_ms() + 15000;
+    while (harness_now_ms() < deadline && !harness_file_contains(w.log_path, "\"schema_too_old\""))
+        ck_assert_int_eq(harness_request(w.port, "GET", "/healthz", NULL, NULL, r), 200);
+    ck_assert(harness_file_contains(w.log_path, "\"schema_too_old\""));
+    ck_assert(harness_file_contains(w.log_path, "run `verona migrate`"));
+    ck_assert_int_eq(harness_request(w.port, "GET", "/readyz", NULL, NULL, r), 503);
+    ck_assert_ptr_nonnull(strstr(r->body, "verona migrate"));
+    ck_assert_int_eq(harness_post_json(w.port, "/v1/login", NULL,
+                                       "{\"username\":\"someone\",\"password\":\"anything at all\"}", r),
+                     503);
+
+    ck_assert_int_eq(system("\"$VERONA_BIN_DIR/verona\" migrate >/dev/null"), 0);
+    deadline = harness_now_ms() + 30000;
+    while (harness_now_ms() < deadline &&
+           (status = harness_request(w.port, "GET", "/readyz", NULL, NULL, r)) != 200)
+        ;
+    ck_assert_int_eq(status, 200);
+    harness_username(name, sizeof(name), "behind");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    ck_assert_int_eq(harness_login(w.port, name, GOOD_PASSWORD, NULL, NULL), 200);
+    ck_assert_int_eq(harness_worker_alive(&w), 1);
+    harness_worker_stop(&w);
+
+    ck_assert_int_eq(setenv("VERONA_DATABASE_URL", base, 1), 0);
+    snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", db);
+    harness_sql(sql);
+    free(r);
+}
+END_TEST
+
 Suite *resilience_suite(void)
 {
     Suite *s = suite_create("resilience");
@@ -54,6 +116,7 @@ Suite *resilience_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, database_restart_gives_503_then_recovery);
+    tcase_add_test(tc, older_schema_waits_for_migrate);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -206,23 +206,34 @@ START_TEST(every_forwarded_for_line_counts)
 }
 END_TEST
 
+/* Registers a user (and, with `logins`, gives it that many sessions)
+ * through a worker of its own; returns its id and password hash. */
+static void race_user(const char *prefix, char *name, size_t size, int logins, char **id, char **hash)
+{
+    struct harness_worker w;
+    char sql[256];
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, size, prefix);
+    harness_register(w.port, name, GOOD_PASSWORD);
+    for (int i = 0; i < logins; i++)
+        ck_assert_int_eq(harness_login(w.port, name, GOOD_PASSWORD, NULL, NULL), 200);
+    harness_worker_stop(&w);
+    snprintf(sql, sizeof(sql), "SELECT id FROM users WHERE username = '%s'", name);
+    *id = harness_sql_value(sql);
+    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE username = '%s'", name);
+    *hash = harness_sql_value(sql);
+}
+
 /* A login's success re-checks the user (004_success_recheck.sql): after a
  * password change or a lock committed while the attempt hashed, it writes
  * nothing (no session, no rehash) and returns NULL. Called here directly,
  * as the worker does after its hash, so the race is not left to timing. */
 START_TEST(a_success_after_a_password_change_or_lock_writes_nothing)
 {
-    struct harness_worker w;
     char name[64], sql[1024], *id, *hash, *v;
 
-    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
-    harness_username(name, sizeof(name), "race");
-    harness_register(w.port, name, GOOD_PASSWORD);
-    harness_worker_stop(&w);
-    snprintf(sql, sizeof(sql), "SELECT id FROM users WHERE username = '%s'", name);
-    id = harness_sql_value(sql);
-    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE username = '%s'", name);
-    hash = harness_sql_value(sql);
+    race_user("race", name, sizeof(name), 0, &id, &hash);
 #define SUCCESS_SQL(verified)                                                                         \
     snprintf(sql, sizeof(sql),                                                                        \
              "SELECT verona_attempt_succeeded_checked(0, %s, '%s', '192.0.2.1', "                     \
@@ -253,6 +264,67 @@ START_TEST(a_success_after_a_password_change_or_lock_writes_nothing)
     free(v);
     free(id);
     free(hash);
+}
+END_TEST
+
+/* A password change re-checks before it writes (006_password_recheck.sql):
+ * after a lock, a reset or a logout committed while it hashed, it writes
+ * nothing and returns false (the worker answers 401). Called directly, as
+ * the worker does after its hashes, so the race is not left to timing. */
+START_TEST(a_password_change_after_a_lock_reset_or_logout_writes_nothing)
+{
+    char name[64], sql[1024], *id, *hash, *token_hash, *v;
+
+    race_user("change", name, sizeof(name), 1, &id, &hash);
+    snprintf(sql, sizeof(sql), "SELECT encode(token_hash, 'hex') FROM sessions WHERE user_id = %s", id);
+    token_hash = harness_sql_value(sql);
+#define SET_SQL(verified)                                                                             \
+    snprintf(sql, sizeof(sql),                                                                        \
+             "SELECT verona_password_attempt_set_checked(0, %s, decode('%s', 'hex'), "                \
+             "'$argon2id$the-new-one', '%s')",                                                        \
+             id, token_hash, verified)
+    /* Reset by an administrator since the begin: the hash verified is stale. */
+    SET_SQL("$argon2id$v=19$the-hash-before-the-reset");
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "f");
+    free(v);
+    /* Locked since the begin. */
+    snprintf(sql, sizeof(sql), "UPDATE users SET locked = true WHERE id = %s", id);
+    harness_sql(sql);
+    SET_SQL(hash);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "f");
+    free(v);
+    snprintf(sql, sizeof(sql), "UPDATE users SET locked = false WHERE id = %s", id);
+    harness_sql(sql);
+    /* The session that asked was logged out since the begin. */
+    snprintf(sql, sizeof(sql), "DELETE FROM sessions WHERE token_hash = decode('%s', 'hex') RETURNING 1", token_hash);
+    free(harness_sql_value(sql));
+    SET_SQL(hash);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "f");
+    free(v);
+    snprintf(sql, sizeof(sql), "SELECT password_hash = '%s' FROM users WHERE id = %s", hash, id);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "t"); /* none of the three wrote */
+    free(v);
+    /* All still holds: the new hash is written. */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO sessions (token_hash, user_id, expires_abs, idle_s) "
+             "VALUES (decode('%s', 'hex'), %s, now() + interval '1 hour', 1800)", token_hash, id);
+    harness_sql(sql);
+    SET_SQL(hash);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "t");
+    free(v);
+#undef SET_SQL
+    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE id = %s", id);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "$argon2id$the-new-one");
+    free(v);
+    free(id);
+    free(hash);
+    free(token_hash);
 }
 END_TEST
 
@@ -388,6 +460,7 @@ Suite *security_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, account_address_window_and_no_lockout_from_elsewhere);
     tcase_add_test(tc, a_success_after_a_password_change_or_lock_writes_nothing);
+    tcase_add_test(tc, a_password_change_after_a_lock_reset_or_logout_writes_nothing);
     tcase_add_test(tc, every_forwarded_for_line_counts);
     tcase_add_test(tc, success_clears_the_account_address_window);
     tcase_add_test(tc, address_window_covers_every_username);

@@ -142,7 +142,7 @@ START_TEST(last_use_of_many_sessions_at_once)
     harness_register(worker.port, name, GOOD_PASSWORD);
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(harness_login(worker.port, name, GOOD_PASSWORD, tokens[i], NULL), 200);
-        snprintf(request[i], sizeof(request[i]), "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
+        snprintf(request[i], sizeof(request[i]), "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %.43s\r\n\r\n",
                  tokens[i]);
     }
     sql_for_user(name, "last_used = now() - interval '90 seconds'");
@@ -247,6 +247,14 @@ START_TEST(full_hash_queue_answers_503)
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM login_failures WHERE username_lower = lower('%s')", name);
         count = harness_sql_value(sql);
         snprintf(expect, sizeof(expect), "%d", CLIENTS - unavailable);
+        ck_assert_str_eq(count, expect);
+        free(count);
+        /* Every attempt is audited, the 503s as 'unavailable'. */
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FILTER (WHERE result = 'unavailable') || '/' || count(*) FROM login_audit "
+                 "WHERE username = '%s'", name);
+        count = harness_sql_value(sql);
+        snprintf(expect, sizeof(expect), "%d/%d", unavailable, CLIENTS);
         ck_assert_str_eq(count, expect);
         free(count);
     }
