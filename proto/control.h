@@ -23,6 +23,7 @@
  *   supervisor -> PING {seq}        every health_interval_ms
  *   worker -> PONG {seq, state, counters...}   from the worker's event loop
  *   supervisor -> DRAIN {}          stop accepting, finish, exit
+ *   worker -> PONG {seq 0, ...}      unasked, its final counters, then
  *   worker -> GOODBYE {reason}      just before it exits
  */
 #ifndef VERONA_PROTO_CONTROL_H

@@ -71,9 +71,12 @@ struct build *build_open(const struct config *cfg, char *err, size_t errsize)
     /* Not close-on-exec: a #! script build needs /proc/self/fd/N to stay
      * open for its interpreter. Workers inherit it; it costs them nothing. */
     build->fd = open(build->path, O_RDONLY);
-    if (build->fd < 0 || fstat(build->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errsize, "worker_binary %.200s: cannot open a regular file: %s", build->path,
-                 strerror(errno));
+    if (build->fd < 0 || fstat(build->fd, &st) != 0) {
+        snprintf(err, errsize, "worker_binary %.200s: %s", build->path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errsize, "worker_binary %.200s: not a regular file", build->path);
         goto fail;
     }
     if (build_hash(build->fd, build->sha256, sizeof(build->sha256)) != 0) {

@@ -225,6 +225,7 @@ static void pool_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void pool_worker_release(struct pool_worker *w);
+static void pool_worker_consume(struct pool_worker *w);
 
 static void pool_on_handle_close(uv_handle_t *h)
 {
@@ -237,7 +238,6 @@ static void pool_on_handle_close(uv_handle_t *h)
 static void pool_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct pool_worker *w = s->data;
-    size_t used = 0;
 
     (void)buf;
     if (nread < 0) {
@@ -246,27 +246,59 @@ static void pool_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     w->in_len += (size_t)nread;
+    pool_worker_consume(w);
+    pool_reconcile(w->pool);
+}
+
+/* Reads what a worker wrote before it exited and the loop has not yet
+ * read: its final counters (a last pong before its goodbye), so the
+ * requests it served since the last ping are counted. The socket holds
+ * everything the dead process wrote; the read is non-blocking. */
+static void pool_worker_read_rest(struct pool_worker *w)
+{
+    uv_os_fd_t fd;
+
+    if (w->killed || uv_is_closing((uv_handle_t *)&w->control) ||
+        uv_fileno((uv_handle_t *)&w->control, &fd) != 0)
+        return;
+    w->exiting = 1;
+    while (w->in_len < CONTROL_FRAME_MAX) {
+        ssize_t n = read(fd, w->in + w->in_len, CONTROL_FRAME_MAX - w->in_len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        w->in_len += (size_t)n;
+        pool_worker_consume(w);
+    }
+}
+
+/* Handles every whole frame in w->in. */
+static void pool_worker_consume(struct pool_worker *w)
+{
+    size_t used = 0;
+
     while (used < w->in_len && w->state != WORKER_EXITED && !w->killed) {
         struct control_msg msg;
         char err[256];
         long n = control_msg_decode(w->in + used, w->in_len - used, &msg, err, sizeof(err));
 
-        if (n < 0) {
-            pool_worker_kill(w, REASON_CRASH, err);
+        if (n < 0 || (n == 0 && w->in_len == CONTROL_FRAME_MAX)) {
+            if (!w->exiting) /* an exited worker's pid may belong to another process */
+                pool_worker_kill(w, REASON_CRASH, n < 0 ? err : "frame over 64 KiB");
             break;
         }
-        if (n == 0) {
-            if (w->in_len == CONTROL_FRAME_MAX)
-                pool_worker_kill(w, REASON_CRASH, "frame over 64 KiB");
+        if (n == 0)
             break;
-        }
         used += (size_t)n;
-        pool_worker_on_message(w, &msg);
+        /* From an exited worker only its last counters and goodbye matter. */
+        if (!w->exiting || msg.type == CONTROL_PONG || msg.type == CONTROL_GOODBYE)
+            pool_worker_on_message(w, &msg);
         control_msg_fini(&msg);
     }
     memmove(w->in, w->in + used, w->in_len - used);
     w->in_len -= used;
-    pool_reconcile(w->pool);
 }
 
 /* ---- exits ---- */
@@ -355,6 +387,7 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
     int was_surge = w->replaces != NULL;
     enum pool_reason reason = w->kill_reason >= 0 ? (enum pool_reason)w->kill_reason : REASON_CRASH;
 
+    pool_worker_read_rest(w);
     log_emit(planned ? LOG_INFO : LOG_WARN, "worker_exit",
              json_pack("{s:i, s:i, s:I, s:i, s:s, s:I}", "slot", w->slot, "worker_pid", w->pid, "status",
                        (json_int_t)exit_status, "signal", term_signal, "reason",

@@ -55,6 +55,7 @@ struct pool_worker {
     int reported_ready;          /* ready received */
     int accepting;               /* ACCEPT sent */
     int killed;                  /* SIGKILL sent */
+    int exiting;                 /* reaped: its last bytes are being read */
     int kill_reason;             /* REASON_* when killed or drained on purpose, else -1 */
     struct pool_worker *replaces;/* the worker to drain once this one is ready */
     int being_replaced;          /* a replacement for this one is starting */

@@ -130,7 +130,7 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
     build = build_open(&cfg, cerr, sizeof(cerr));
     if (build == NULL) {
         snprintf(err, errsize, "reload refused, pool unchanged: %s", cerr);
-        return 1;
+        return 2; /* as at startup: the config names a build that is not there */
     }
     /* A scaled size survives a reload unless the file's `workers` changed;
      * a refused reload changes nothing, the size included. */

@@ -63,12 +63,17 @@ static void worker_control_on_close(uv_handle_t *h)
     (void)h;
 }
 
+static void worker_control_pong(struct worker *w, uint64_t seq);
+
 void worker_control_close(struct worker *w, const char *reason)
 {
     struct control_msg msg;
 
     if (!w->control_open)
         return;
+    /* An unasked pong first: the requests served since the last ping
+     * reach the supervisor's totals. */
+    worker_control_pong(w, 0);
     memset(&msg, 0, sizeof(msg));
     msg.type = CONTROL_GOODBYE;
     snprintf(msg.reason, sizeof(msg.reason), "%s", reason);

@@ -5,11 +5,13 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../proto/hash_gate.h"
@@ -121,6 +123,7 @@ static void worker_on_drain_timeout(uv_timer_t *t)
     log_emit(LOG_WARN, "drain_timeout",
              json_pack("{s:i, s:i}", "connections", w->http.stats.connections_open, "in_flight",
                        w->http.stats.requests_in_flight));
+    worker_control_close(w, "drain_timeout"); /* the counters so far still count */
     exit(1);
 }
 
@@ -208,6 +211,23 @@ int worker_setup(struct worker *w, int listen_fd)
     return 0;
 }
 
+/* The control socket's descriptor from VERONA_CONTROL_FD, or -1 when it
+ * is not a number above stderr naming an open socket. */
+static int worker_control_fd(const char *text)
+{
+    struct stat st;
+    char *end;
+    long fd;
+
+    errno = 0;
+    fd = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || fd <= 2 || fd > INT_MAX)
+        return -1;
+    if (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return -1;
+    return (int)fd;
+}
+
 int main(int argc, char **argv)
 {
     static struct worker worker;
@@ -216,6 +236,11 @@ int main(int argc, char **argv)
     char err[CONFIG_ERROR_MAX];
     int opt, rc;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0) {
+            worker_usage(stdout);
+            return 0;
+        }
     while ((opt = getopt(argc, argv, "c:h")) != -1) {
         switch (opt) {
         case 'c':
@@ -268,19 +293,31 @@ int main(int argc, char **argv)
             fprintf(stderr, "verona-worker: -c is for running alone; under the supervisor settings come from it\n");
             return 2;
         }
-        rc = worker_control_start(w, atoi(control_fd));
+        int fd = worker_control_fd(control_fd);
+
+        if (fd < 0) {
+            fprintf(stderr, "verona-worker: VERONA_CONTROL_FD=%s is not an open socket descriptor above 2 "
+                            "(`verona serve` sets it; to run a worker alone, unset it and use -c FILE)\n",
+                    control_fd);
+            return 2;
+        }
+        rc = worker_control_start(w, fd);
         if (rc != 0) {
             fprintf(stderr, "verona-worker: control socket %s: %s\n", control_fd, uv_strerror(rc));
             return 1;
         }
     } else {
+        if (config_path == NULL) {
+            worker_usage(stderr);
+            return 2;
+        }
         config_defaults(&w->cfg);
-        if (config_path != NULL && config_load_file(&w->cfg, config_path, err, sizeof(err)) != 0) {
+        if (config_load_file(&w->cfg, config_path, err, sizeof(err)) != 0) {
             fprintf(stderr, "verona-worker: %s\n", err);
             return 2;
         }
         if (config_finish(&w->cfg, err, sizeof(err)) != 0) {
-            fprintf(stderr, "verona-worker: %s: %s\n", config_path != NULL ? config_path : "defaults", err);
+            fprintf(stderr, "verona-worker: %s: %s\n", config_path, err);
             return 2;
         }
         rc = worker_setup(w, -1);

@@ -11,23 +11,30 @@
 
 #define GOOD_PASSWORD "correct horse battery staple"
 
-/* Runs `verona ARGS` with `input` on stdin; returns the exit code and
- * the combined output in out. */
-static int verona(const char *args, const char *input, char *out, size_t size)
+/* Runs `PROGRAM ARGS` (a program of the build under test, after any
+ * environment assignments in `env`) with `input` on stdin; returns the
+ * exit code and the combined output in out. */
+static int run(const char *env, const char *program, const char *args, const char *input, char *out,
+               size_t size)
 {
     char cmd[1024];
     FILE *p;
     size_t n;
     int status;
 
-    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | %s/verona %s 2>&1", input != NULL ? input : "",
-             getenv("VERONA_BIN_DIR"), args);
+    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | %s %s/%s %s 2>&1", input != NULL ? input : "", env,
+             getenv("VERONA_BIN_DIR"), program, args);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     n = fread(out, 1, size - 1, p);
     out[n] = '\0';
     status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int verona(const char *args, const char *input, char *out, size_t size)
+{
+    return run("", "verona", args, input, out, size);
 }
 
 START_TEST(migrate_is_idempotent)
@@ -93,6 +100,27 @@ START_TEST(bad_usage_exits_2)
 }
 END_TEST
 
+/* verona-worker alone needs -c; under the supervisor it needs a real
+ * control socket, and says so instead of aborting inside libuv. */
+START_TEST(worker_bad_usage_exits_2)
+{
+    char out[4096];
+
+    ck_assert_int_eq(run("", "verona-worker", "--help", NULL, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: verona-worker -c FILE"));
+    ck_assert_int_eq(run("", "verona-worker", "", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "usage: verona-worker -c FILE"));
+    ck_assert_int_eq(run("", "verona-worker", "-c /nonexistent/verona.conf", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "/nonexistent/verona.conf"));
+    ck_assert_int_eq(run("VERONA_CONTROL_FD=abc", "verona-worker", "", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "VERONA_CONTROL_FD=abc is not an open socket"));
+    ck_assert_int_eq(run("VERONA_CONTROL_FD=0", "verona-worker", "", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "VERONA_CONTROL_FD=0 is not"));
+    ck_assert_int_eq(run("VERONA_CONTROL_FD=9", "verona-worker", "9</dev/null", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "VERONA_CONTROL_FD=9 is not"));
+}
+END_TEST
+
 /* A database that cannot be reached: exit 1 and one line on stderr, even
  * though libpq's message spans several. */
 START_TEST(database_errors_are_one_line)
@@ -121,6 +149,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, database_errors_are_one_line);
     tcase_add_test(tc, user_lifecycle);
     tcase_add_test(tc, bad_usage_exits_2);
+    tcase_add_test(tc, worker_bad_usage_exits_2);
     suite_add_tcase(s, tc);
     return s;
 }

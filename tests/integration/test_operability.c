@@ -117,6 +117,44 @@ START_TEST(metrics_are_valid_and_move)
 }
 END_TEST
 
+/* A worker's counters travel with its pongs; a worker that drains sends
+ * one last pong before its goodbye, so what it served after the last ping
+ * still counts. Pings here are 5 s apart, far longer than the test. */
+START_TEST(requests_served_before_a_drain_are_counted)
+{
+    struct cluster c;
+    struct harness_response *r = calloc(1, sizeof(*r));
+    char out[4096];
+    char *text;
+    double before, after;
+    long long deadline;
+    int old;
+
+    ck_assert_int_eq(cluster_start(&c, 1, ROOMY "health_interval_ms = 5000\nhealth_timeout_ms = 60000\n", 1), 0);
+    old = cluster_worker_pid(&c, "ready", 0);
+    ck_assert_int_gt(old, 0);
+    text = scrape(&c);
+    before = sample(text, "verona_requests_total{route=\"healthz\",status=\"200\"} ");
+    free(text);
+    if (before < 0)
+        before = 0;
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(harness_request(c.port, "GET", "/healthz", NULL, NULL, r), 200);
+    ck_assert_int_eq(cluster_ctl(&c, "reload", out, sizeof(out)), 0);
+    deadline = harness_now_ms() + 30000;
+    while (harness_now_ms() < deadline && (kill(old, 0) == 0 || cluster_worker_pid(&c, "ready", 0) == old))
+        cluster_pause_ms(50);
+    ck_assert_int_ne(kill(old, 0), 0);
+    ck_assert(cluster_log_contains(&c, "\"reason\":\"drained\""));
+    text = scrape(&c);
+    after = sample(text, "verona_requests_total{route=\"healthz\",status=\"200\"} ");
+    free(text);
+    ck_assert_msg(after - before >= 40, "healthz 200 counted %.0f -> %.0f after 40 requests", before, after);
+    cluster_stop(&c);
+    free(r);
+}
+END_TEST
+
 START_TEST(systemd_notify_ready_status_watchdog_stopping)
 {
     struct cluster c;
@@ -282,6 +320,7 @@ Suite *operability_suite(void)
 
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, metrics_are_valid_and_move);
+    tcase_add_test(tc, requests_served_before_a_drain_are_counted);
     tcase_add_test(tc, systemd_notify_ready_status_watchdog_stopping);
     tcase_add_test(tc, systemd_unit_verifies);
     tcase_add_test(tc, logs_hold_no_password_or_token);
