@@ -92,7 +92,7 @@ static const struct config_key config_keys[] = {
     { "throttle_account", CONFIG_RATE, NUM(throttle_account), 1, 31536000, "100/86400", NULL,
       "failures per username from unknown addresses / seconds" },
     { "trusted_proxies", CONFIG_CIDRS, TEXT(trusted_proxies), 0, 0, "", NULL,
-      "CIDRs whose X-Forwarded-For is believed (comma separated)" },
+      "CIDRs whose X-Forwarded-For is believed (comma separated; repeat the key for more)" },
     { "audit_retention_days", CONFIG_INT, NUM(audit_retention_days), 1, 36500, "90", NULL,
       "login audit rows older than this are deleted" },
     { "registration", CONFIG_CHOICE, TEXT(registration), 0, 0, "open", "open closed",
@@ -375,7 +375,23 @@ struct config_parse_state {
     const char *base_dir;
     char *err;
     size_t errsize;
+    unsigned char seen[CONFIG_KEY_COUNT];
 };
+
+/* A second trusted_proxies line adds its networks to the first (a list
+ * longer than a line holds); that is the only key that may repeat. */
+static int config_append_cidrs(struct config_parse_state *st, const struct config_key *key, const char *value)
+{
+    const char *field = (const char *)st->cfg + key->offset;
+    char joined[sizeof(st->cfg->trusted_proxies) + 1];
+    int n = snprintf(joined, sizeof(joined), "%s%s%s", field, field[0] != '\0' ? ", " : "", value);
+
+    if (n < 0 || (size_t)n >= sizeof(joined) - 1) {
+        config_error(st->err, st->errsize, "%s: list longer than %zu bytes", key->name, key->size - 1);
+        return 0;
+    }
+    return config_set_key(st->cfg, key, joined, st->base_dir, st->err, st->errsize) == 0;
+}
 
 static int config_on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
@@ -401,6 +417,13 @@ static int config_on_ini_line(void *user, const char *section, const char *name,
         config_error(st->err, st->errsize, "%s: missing '= value'", name);
         return 0;
     }
+    if (st->seen[key - config_keys]) {
+        if (key->type == CONFIG_CIDRS)
+            return config_append_cidrs(st, key, value);
+        config_error(st->err, st->errsize, "%s: set twice (each key once; the first one is above)", name);
+        return 0;
+    }
+    st->seen[key - config_keys] = 1;
     return config_set_key(st->cfg, key, value, st->base_dir, st->err, st->errsize) == 0;
 }
 
@@ -481,7 +504,7 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 {
     char base_dir[PATH_MAX];
     char msg[CONFIG_ERROR_MAX] = "";
-    struct config_parse_state st = { cfg, base_dir, msg, sizeof(msg) };
+    struct config_parse_state st = { cfg, base_dir, msg, sizeof(msg), { 0 } };
     const char *slash = strrchr(path, '/');
     char *text;
     int rc;
@@ -509,7 +532,7 @@ int config_load_string(struct config *cfg, const char *text, const char *origin,
                        size_t errsize)
 {
     char msg[CONFIG_ERROR_MAX] = "";
-    struct config_parse_state st = { cfg, NULL, msg, sizeof(msg) };
+    struct config_parse_state st = { cfg, NULL, msg, sizeof(msg), { 0 } };
 
     if (config_check_lines(text, origin, err, errsize) != 0)
         return -1;
@@ -580,6 +603,8 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         char value[PATH_MAX + 64];
         size_t len;
 
+        if (config_keys[i].type == CONFIG_CIDRS)
+            continue; /* rendered over as many lines as it takes */
         config_render_value(cfg, &config_keys[i], value, sizeof(value));
         len = strlen(config_keys[i].name) + strlen(" = ") + strlen(value);
         if (len > CONFIG_LINE_MAX) {
@@ -616,6 +641,50 @@ static void config_render_value(const struct config *cfg, const struct config_ke
     }
 }
 
+/* Appends "name = value\n" to out (*len bytes of *cap); 0, or -1 with
+ * *out freed when memory runs out. */
+static int config_render_line(char **out, size_t *len, size_t *cap, const char *name, const char *value)
+{
+    int n = snprintf(NULL, 0, "%s = %s\n", name, value);
+
+    if (*len + (size_t)n + 1 > *cap) {
+        size_t want = (*len + (size_t)n + 1) * 2;
+        char *bigger = realloc(*out, want);
+
+        if (bigger == NULL) {
+            free(*out);
+            *out = NULL;
+            return -1;
+        }
+        *out = bigger;
+        *cap = want;
+    }
+    snprintf(*out + *len, *cap - *len, "%s = %s\n", name, value);
+    *len += (size_t)n;
+    return 0;
+}
+
+/* A network list as lines that each fit CONFIG_LINE_MAX (read back, the
+ * repeated key appends). */
+static int config_render_cidrs(char **out, size_t *len, size_t *cap, const struct config_key *key,
+                               const char *field)
+{
+    char list[sizeof(((struct config *)0)->trusted_proxies)], line[CONFIG_LINE_MAX + 1] = "";
+    size_t room = CONFIG_LINE_MAX - strlen(key->name) - strlen(" = ");
+    char *save = NULL;
+
+    snprintf(list, sizeof(list), "%s", field);
+    for (char *tok = strtok_r(list, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
+        if (line[0] != '\0' && strlen(line) + 2 + strlen(tok) > room) {
+            if (config_render_line(out, len, cap, key->name, line) != 0)
+                return -1;
+            line[0] = '\0';
+        }
+        snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s", line[0] != '\0' ? ", " : "", tok);
+    }
+    return config_render_line(out, len, cap, key->name, line);
+}
+
 char *config_render(const struct config *cfg)
 {
     size_t cap = 8192, len = 0;
@@ -625,22 +694,16 @@ char *config_render(const struct config *cfg)
     if (out == NULL)
         return NULL;
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
-        int n;
+        int rc;
 
-        config_render_value(cfg, &config_keys[i], value, sizeof(value));
-        n = snprintf(NULL, 0, "%s = %s\n", config_keys[i].name, value);
-        if (len + (size_t)n + 1 > cap) {
-            char *bigger;
-            cap = (len + (size_t)n + 1) * 2;
-            bigger = realloc(out, cap);
-            if (bigger == NULL) {
-                free(out);
-                return NULL;
-            }
-            out = bigger;
+        if (config_keys[i].type == CONFIG_CIDRS) {
+            rc = config_render_cidrs(&out, &len, &cap, &config_keys[i], (const char *)cfg + config_keys[i].offset);
+        } else {
+            config_render_value(cfg, &config_keys[i], value, sizeof(value));
+            rc = config_render_line(&out, &len, &cap, config_keys[i].name, value);
         }
-        snprintf(out + len, cap - len, "%s = %s\n", config_keys[i].name, value);
-        len += (size_t)n;
+        if (rc != 0)
+            return NULL;
     }
     out[len] = '\0';
     return out;

@@ -53,7 +53,7 @@ struct config {
     struct config_rate throttle_account_address;
     struct config_rate throttle_address;
     struct config_rate throttle_account;
-    char trusted_proxies[1024];
+    char trusted_proxies[2048];  /* 32 networks of any length */
     int audit_retention_days;
     char registration[16];
 

@@ -119,6 +119,45 @@ START_TEST(errors_name_file_and_line)
     /* Several bad lines: the first one's number with its own message. */
     expect_error("workers = 2\nfoo = 1\nworkers = abc\n", ":2: unknown key 'foo'");
     expect_error("workers = abc\nfoo = 1\n", ":1: workers");
+    /* A key set twice is a mistake somewhere, not a silent override. */
+    expect_error("workers = 2\nlisten = 127.0.0.1:1\nworkers = 3\n", ":3: workers: set twice");
+    expect_error("workers = 2\n  3\n", ":2: workers: set twice");
+}
+END_TEST
+
+/* A network list longer than a line: the key repeats and its lines add
+ * up, and the settings a worker gets split it the same way. */
+START_TEST(trusted_proxies_may_span_lines)
+{
+    struct config a, b;
+    char err[CONFIG_ERROR_MAX] = "", text[4096] = "", *path, *rendered;
+    int len = 0;
+
+    for (int line = 0; line < 4; line++) {
+        len += snprintf(text + len, sizeof(text) - (size_t)len, "trusted_proxies = ");
+        for (int i = 0; i < 8; i++)
+            len += snprintf(text + len, sizeof(text) - (size_t)len, "%s2001:db8:%x:%x::/64", i ? ", " : "",
+                            line, i);
+        len += snprintf(text + len, sizeof(text) - (size_t)len, "\n");
+    }
+    path = write_temp(text);
+    config_defaults(&a);
+    ck_assert_msg(config_load_file(&a, path, err, sizeof(err)) == 0, "%s", err);
+    unlink(path);
+    ck_assert_int_eq(a.trusted_proxy_count, 32);
+    ck_assert_int_eq(config_finish(&a, err, sizeof(err)), 0);
+    rendered = config_render(&a);
+    ck_assert_ptr_nonnull(rendered);
+    for (const char *p = rendered; *p != '\0'; p = strchr(p, '\n') + 1)
+        ck_assert_int_le(strcspn(p, "\n"), 198);
+    config_defaults(&b);
+    ck_assert_msg(config_load_string(&b, rendered, "settings", err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(b.trusted_proxy_count, 32);
+    ck_assert_int_eq(memcmp(a.trusted_proxy, b.trusted_proxy, sizeof(a.trusted_proxy)), 0);
+    free(rendered);
+    /* One network more is refused by name. */
+    snprintf(text + len, sizeof(text) - (size_t)len, "trusted_proxies = 10.0.0.0/8\n");
+    expect_error(text, ":5: trusted_proxies: more than 32 networks");
 }
 END_TEST
 
@@ -241,6 +280,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, hash_threads_follow_cpus_and_memory);
     tcase_add_test(tc, file_values_and_relative_paths);
     tcase_add_test(tc, errors_name_file_and_line);
+    tcase_add_test(tc, trusted_proxies_may_span_lines);
     tcase_add_test(tc, lines_past_inih_buffer_are_refused_by_number);
     tcase_add_test(tc, a_directory_is_not_a_config_file);
     tcase_add_test(tc, settings_must_fit_a_line_and_name_a_database);
