@@ -378,8 +378,8 @@ struct config_parse_state {
     unsigned char seen[CONFIG_KEY_COUNT];
 };
 
-/* A second trusted_proxies line adds its networks to the first (a list
- * longer than a line holds); that is the only key that may repeat. */
+/* A second trusted_proxies line adds its networks to the first: a list
+ * longer than a line holds (like nginx's repeated set_real_ip_from). */
 static int config_append_cidrs(struct config_parse_state *st, const struct config_key *key, const char *value)
 {
     const char *field = (const char *)st->cfg + key->offset;
@@ -417,12 +417,10 @@ static int config_on_ini_line(void *user, const char *section, const char *name,
         config_error(st->err, st->errsize, "%s: missing '= value'", name);
         return 0;
     }
-    if (st->seen[key - config_keys]) {
-        if (key->type == CONFIG_CIDRS)
-            return config_append_cidrs(st, key, value);
-        config_error(st->err, st->errsize, "%s: set twice (each key once; the first one is above)", name);
-        return 0;
-    }
+    /* Set twice, the last one wins (as in postgresql.conf), except that
+     * each trusted_proxies line adds its networks. */
+    if (st->seen[key - config_keys] && key->type == CONFIG_CIDRS)
+        return config_append_cidrs(st, key, value);
     st->seen[key - config_keys] = 1;
     return config_set_key(st->cfg, key, value, st->base_dir, st->err, st->errsize) == 0;
 }
@@ -587,6 +585,11 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
     if (cfg->memory_hard_limit_mb < cfg->memory_soft_limit_mb) {
         config_error(err, errsize, "memory_hard_limit_mb (%d) is below memory_soft_limit_mb (%d)",
                      cfg->memory_hard_limit_mb, cfg->memory_soft_limit_mb);
+        return -1;
+    }
+    if (cfg->metrics_listen[0] != '\0' && strcmp(cfg->metrics_listen, cfg->listen) == 0) {
+        config_error(err, errsize, "metrics_listen (%s) is the address of listen: give /metrics its own port",
+                     cfg->metrics_listen);
         return -1;
     }
     if (cfg->health_timeout_ms < cfg->health_interval_ms) {

@@ -293,6 +293,22 @@ int admin_start(struct admin *admin, struct supervisor *sup, const char *path, c
     }
     if (probe >= 0)
         close(probe);
+    {
+        /* libuv reports a missing folder as "permission denied": say what it is. */
+        char dir[sizeof(sun.sun_path)];
+        const char *slash = strrchr(path, '/');
+        struct stat st;
+
+        snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : slash == path ? 1 : (int)(slash - path),
+                 slash == NULL ? "." : path);
+        int missing = stat(dir, &st) != 0;
+
+        if (missing || !S_ISDIR(st.st_mode)) {
+            snprintf(err, errsize, "admin_socket %s: folder %s %s", path, dir,
+                     missing ? strerror(errno) : "is not a folder");
+            return -1;
+        }
+    }
     unlink(path);
     uv_pipe_init(sup->loop, &admin->server, 0);
     admin->server.data = admin;

@@ -29,23 +29,53 @@ static void ctl_usage(FILE *out)
                  "  stop              graceful shutdown of the whole cluster\n");
 }
 
-static int ctl_valid(int argc, char **argv)
+/* What is wrong with the command line (into msg), or 0 when it is a
+ * request the supervisor takes. */
+static int ctl_check(int argc, char **argv, char *msg, size_t size)
 {
-    char *end;
+    static const char *const verbs[] = { "status", "scale", "recycle", "reload", "stop" };
+    const char *verb = argc > 0 ? argv[0] : "";
+    size_t i;
 
-    if (argc == 1 && (strcmp(argv[0], "status") == 0 || strcmp(argv[0], "stop") == 0 ||
-                      strcmp(argv[0], "reload") == 0))
-        return 1;
-    if (argc == 2 && strcmp(argv[0], "reload") == 0 && strcmp(argv[1], "--wait") == 0)
-        return 1;
-    if (argc == 2 && strcmp(argv[0], "status") == 0 && strcmp(argv[1], "--json") == 0)
-        return 1;
-    if (argc == 2 && (strcmp(argv[0], "scale") == 0 || strcmp(argv[0], "recycle") == 0)) {
-        long v = strtol(argv[1], &end, 10);
-        return *end == '\0' && end != argv[1] && v >= 1 &&
-               (strcmp(argv[0], "recycle") == 0 || v <= 128);
+    if (argc == 0) {
+        snprintf(msg, size, "missing command (status, scale N, recycle PID, reload, stop)");
+        return -1;
     }
-    return 0;
+    for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strcmp(verb, verbs[i]) == 0)
+            break;
+    if (i == sizeof(verbs) / sizeof(verbs[0])) {
+        snprintf(msg, size, "unknown command '%.64s' (status, scale N, recycle PID, reload, stop)", verb);
+        return -1;
+    }
+    if (strcmp(verb, "scale") == 0 || strcmp(verb, "recycle") == 0) {
+        const char *what = verb[0] == 's' ? "a worker count 1-128" : "a worker's pid";
+        char *end;
+        long v;
+
+        if (argc != 2) {
+            snprintf(msg, size, "%s takes one argument: %s", verb, what);
+            return -1;
+        }
+        errno = 0;
+        v = strtol(argv[1], &end, 10);
+        if (errno != 0 || *end != '\0' || end == argv[1] || v < 1 || (verb[0] == 's' ? v > 128 : v > 0x7fffffff)) {
+            snprintf(msg, size, "%s: '%.64s' is not %s", verb, argv[1], what);
+            return -1;
+        }
+        return 0;
+    }
+    if (argc == 1)
+        return 0;
+    if (argc == 2 && strcmp(verb, "reload") == 0 && strcmp(argv[1], "--wait") == 0)
+        return 0;
+    if (argc == 2 && strcmp(verb, "status") == 0 && strcmp(argv[1], "--json") == 0)
+        return 0;
+    snprintf(msg, size, "%s: unexpected argument '%.64s'%s", verb, argv[1],
+             strcmp(verb, "status") == 0   ? " (only --json)"
+             : strcmp(verb, "reload") == 0 ? " (only --wait)"
+                                           : "");
+    return -1;
 }
 
 int ctl_main(int argc, char **argv)
@@ -58,6 +88,7 @@ int ctl_main(int argc, char **argv)
     int opt, fd, code, wait = 0;
 
     optind = 1;
+    opterr = 0; /* one line of our own instead */
     while ((opt = getopt(argc, argv, "+s:c:h")) != -1) {
         switch (opt) {
         case 's':
@@ -70,12 +101,15 @@ int ctl_main(int argc, char **argv)
             ctl_usage(stdout);
             return CLI_OK;
         default:
-            ctl_usage(stderr);
+            if (optopt == 's' || optopt == 'c')
+                fprintf(stderr, "verona ctl: -%c needs a value (see verona ctl -h)\n", optopt);
+            else
+                fprintf(stderr, "verona ctl: unknown option '-%c' (see verona ctl -h)\n", optopt);
             return CLI_USAGE;
         }
     }
-    if (!ctl_valid(argc - optind, argv + optind)) {
-        ctl_usage(stderr);
+    if (ctl_check(argc - optind, argv + optind, answer, sizeof(answer)) != 0) {
+        fprintf(stderr, "verona ctl: %s (see verona ctl -h)\n", answer);
         return CLI_USAGE;
     }
     if (socket_path == NULL) {

@@ -12,7 +12,7 @@ static void cli_usage(FILE *out)
     fprintf(out,
             "usage: verona COMMAND [ARGS]\n"
             "  serve [-c FILE]                   run the supervisor and its workers (foreground)\n"
-            "  ctl [-s SOCKET|-c FILE] status [--json] | scale N | recycle PID | stop\n"
+            "  ctl [-s SOCKET|-c FILE] status [--json] | scale N | recycle PID | reload [--wait] | stop\n"
             "  migrate [-c FILE]                 apply pending sql/ migrations\n"
             "  user add|passwd NAME [-c FILE]    create a user / set a password (read from stdin)\n"
             "  user lock|unlock NAME [-c FILE]   lock (ending every session) or unlock a user\n"
@@ -56,7 +56,11 @@ int main(int argc, char **argv)
         return migrate_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "user") == 0)
         return users_main(argc - 1, argv + 1);
-    if (strcmp(argv[1], "config-example") == 0 && argc == 2) {
+    if (strcmp(argv[1], "config-example") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "verona: config-example takes no arguments (got '%s')\n", argv[2]);
+            return CLI_USAGE;
+        }
         config_write_example(stdout);
         return CLI_OK;
     }

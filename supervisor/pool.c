@@ -111,7 +111,8 @@ void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char
         w->kill_reason = (int)reason;
     log_emit(LOG_WARN, "worker_kill",
              json_pack("{s:i, s:i, s:s, s:s}", "slot", w->slot, "worker_pid", w->pid, "reason",
-                       pool_reason_names[reason], "detail", detail));
+                       w->pool->sup->state != SUPERVISOR_RUNNING ? "stop" : pool_reason_names[reason], "detail",
+                       detail));
     uv_process_kill(&w->process, SIGKILL);
 }
 

@@ -190,8 +190,8 @@ void rollout_on_memory(struct pool *pool, struct pool_worker *w)
 {
     char reason[160];
 
-    snprintf(reason, sizeof(reason), "new worker %d in slot %d passed memory_soft_limit_mb (%llu MiB) on probation",
-             w->pid, w->slot, (unsigned long long)(w->rss_bytes >> 20));
+    snprintf(reason, sizeof(reason), "new worker %d in slot %d reached RSS %llu MiB on probation, past memory_soft_limit_mb %d",
+             w->pid, w->slot, (unsigned long long)(w->rss_bytes >> 20), w->build->cfg.memory_soft_limit_mb);
     rollout_halt(pool, reason);
     /* Its replacement by the good build is started by the step below. */
     rollout_step(pool);

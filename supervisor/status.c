@@ -49,7 +49,7 @@ json_t *status_json(struct supervisor *sup)
         }
         if (!shown && pool->slots[slot].in_backoff && slot < pool->target)
             json_array_append_new(
-                workers, json_pack("{s:i, s:i, s:s, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid", 0,
+                workers, json_pack("{s:i, s:n, s:s, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid",
                                    "state", "backoff", "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
                                    (json_int_t)pool->slots[slot].restarts, "build_id", "", "binary_sha256",
                                    pool->build->sha256, "retry_in_ms",
@@ -89,10 +89,13 @@ char *status_table(struct supervisor *sup)
     len += (size_t)snprintf(out, cap, "%-5s %-8s %-9s %9s %8s %10s %8s  %-14s %s\n", "SLOT", "PID", "STATE", "RSS_MB",
                             "UPTIME_S", "REQUESTS", "RESTARTS", "BUILD", "BINARY");
     json_array_foreach(workers, i, row) {
-        char line[256];
-        int n = snprintf(line, sizeof(line), "%-5d %-8d %-9s %9.1f %8lld %10lld %8lld  %-14.14s %.12s\n",
-                         (int)json_integer_value(json_object_get(row, "slot")),
-                         (int)json_integer_value(json_object_get(row, "pid")),
+        char line[256], pid[16] = "-";
+        int n;
+
+        if (json_is_integer(json_object_get(row, "pid"))) /* null: a slot in backoff has no process */
+            snprintf(pid, sizeof(pid), "%d", (int)json_integer_value(json_object_get(row, "pid")));
+        n = snprintf(line, sizeof(line), "%-5d %-8s %-9s %9.1f %8lld %10lld %8lld  %-14.14s %.12s\n",
+                         (int)json_integer_value(json_object_get(row, "slot")), pid,
                          json_string_value(json_object_get(row, "state")),
                          (double)json_integer_value(json_object_get(row, "rss_bytes")) / 1048576.0,
                          (long long)json_integer_value(json_object_get(row, "uptime_s")),

@@ -97,6 +97,37 @@ START_TEST(bad_usage_exits_2)
     ck_assert_ptr_nonnull(strstr(out, "/nonexistent/verona.conf"));
     ck_assert_int_eq(verona("migrate -c /tmp", NULL, out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, "/tmp: not a regular file"));
+    ck_assert_int_eq(verona("config-example extra", NULL, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "config-example takes no arguments"));
+}
+END_TEST
+
+/* ctl checks its command line before it looks for a supervisor: one line
+ * that says what is wrong, exit 2. */
+START_TEST(ctl_usage_errors_say_what_is_wrong)
+{
+    static const struct {
+        const char *args, *says;
+    } cases[] = {
+        { "ctl", "missing command" },
+        { "ctl frobnicate", "unknown command 'frobnicate'" },
+        { "ctl scale", "scale takes one argument" },
+        { "ctl scale 0", "'0' is not a worker count 1-128" },
+        { "ctl scale 129", "'129' is not a worker count" },
+        { "ctl scale 2x", "'2x' is not a worker count" },
+        { "ctl recycle -5", "'-5' is not a worker's pid" },
+        { "ctl status --yaml", "unexpected argument '--yaml' (only --json)" },
+        { "ctl reload --now", "unexpected argument '--now' (only --wait)" },
+        { "ctl -x status", "unknown option '-x'" },
+        { "ctl -s", "-s needs a value" },
+    };
+    char out[4096];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_int_eq(verona(cases[i].args, NULL, out, sizeof(out)), 2);
+        ck_assert_msg(strstr(out, cases[i].says) != NULL && strchr(out, '\n') == out + strlen(out) - 1,
+                      "verona %s said: %s", cases[i].args, out);
+    }
 }
 END_TEST
 
@@ -150,6 +181,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, user_lifecycle);
     tcase_add_test(tc, bad_usage_exits_2);
     tcase_add_test(tc, worker_bad_usage_exits_2);
+    tcase_add_test(tc, ctl_usage_errors_say_what_is_wrong);
     suite_add_tcase(s, tc);
     return s;
 }

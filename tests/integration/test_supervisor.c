@@ -121,24 +121,43 @@ START_TEST(bad_admin_input_changes_nothing)
 }
 END_TEST
 
-START_TEST(config_errors_exit_2_with_file_and_line)
+/* Runs `verona serve` on a config file holding `text` until it exits;
+ * returns its exit code with its output in out. */
+static int serve_refuses(const char *text, char *out, size_t size)
 {
-    char path[300], cmd[800], out[2048];
+    char path[300], cmd[800];
     FILE *f, *p;
     size_t n;
     int status;
 
     snprintf(path, sizeof(path), "%s/bad-%d.conf", getenv("VERONA_TEST_TMP"), (int)getpid());
     f = fopen(path, "w");
-    fprintf(f, "workers = 2\nhealth_interval_ms = soon\n");
+    fputs(text, f);
     fclose(f);
     snprintf(cmd, sizeof(cmd), "%s/verona serve -c %s 2>&1", getenv("VERONA_BIN_DIR"), path);
     p = popen(cmd, "r");
-    n = fread(out, 1, sizeof(out) - 1, p);
+    n = fread(out, 1, size - 1, p);
     out[n] = '\0';
     status = pclose(p);
-    ck_assert_int_eq(WEXITSTATUS(status), 2);
+    unlink(path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(config_errors_exit_2_with_file_and_line)
+{
+    char out[2048], text[400];
+    int port = harness_free_port();
+
+    ck_assert_int_eq(serve_refuses("workers = 2\nhealth_interval_ms = soon\n", out, sizeof(out)), 2);
     ck_assert_msg(strstr(out, ":2:") != NULL && strstr(out, "health_interval_ms") != NULL, "got: %s", out);
+    snprintf(text, sizeof(text), "listen = 127.0.0.1:%d\nmetrics_listen = 127.0.0.1:%d\n", port, port);
+    ck_assert_int_eq(serve_refuses(text, out, sizeof(out)), 2);
+    ck_assert_msg(strstr(out, "metrics_listen") != NULL && strstr(out, "address of listen") != NULL, "got: %s", out);
+    /* Not a config error but the machine's: exit 1, and what is missing. */
+    snprintf(text, sizeof(text), "listen = 127.0.0.1:%d\nmetrics_listen = 127.0.0.1:%d\nadmin_socket = /nonexistent/run/v.sock\n",
+             port, harness_free_port());
+    ck_assert_int_eq(serve_refuses(text, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "folder /nonexistent/run") != NULL && strstr(out, "No such file") != NULL, "got: %s", out);
 }
 END_TEST
 
@@ -229,6 +248,7 @@ START_TEST(worker_that_exits_at_start_backs_off)
     row = json_array_get(json_object_get(doc, "workers"), 0);
     ck_assert_ptr_nonnull(row);
     ck_assert_str_eq(json_string_value(json_object_get(row, "state")), "backoff");
+    ck_assert(json_is_null(json_object_get(row, "pid"))); /* no process, so no pid */
     json_decref(doc);
     cluster_pause_ms(2000);
     restarts_late = cluster_restarts(&c, "crash");

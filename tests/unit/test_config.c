@@ -119,9 +119,20 @@ START_TEST(errors_name_file_and_line)
     /* Several bad lines: the first one's number with its own message. */
     expect_error("workers = 2\nfoo = 1\nworkers = abc\n", ":2: unknown key 'foo'");
     expect_error("workers = abc\nfoo = 1\n", ":1: workers");
-    /* A key set twice is a mistake somewhere, not a silent override. */
-    expect_error("workers = 2\nlisten = 127.0.0.1:1\nworkers = 3\n", ":3: workers: set twice");
-    expect_error("workers = 2\n  3\n", ":2: workers: set twice");
+}
+END_TEST
+
+/* Set twice, the last one wins: a file of defaults with overrides below. */
+START_TEST(the_last_setting_of_a_key_wins)
+{
+    struct config cfg;
+    char err[CONFIG_ERROR_MAX] = "";
+    char *path = write_temp("workers = 2\nlisten = 127.0.0.1:1\nworkers = 3\n");
+
+    config_defaults(&cfg);
+    ck_assert_msg(config_load_file(&cfg, path, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(cfg.workers, 3);
+    unlink(path);
 }
 END_TEST
 
@@ -222,6 +233,10 @@ START_TEST(cross_key_checks)
     ck_assert_int_eq(config_set(&cfg, "memory_soft_limit_mb", "600", err, sizeof(err)), 0);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "memory_hard_limit_mb"));
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_set(&cfg, "metrics_listen", cfg.listen, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "metrics_listen (127.0.0.1:8080) is the address of listen"));
 }
 END_TEST
 
@@ -281,6 +296,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, file_values_and_relative_paths);
     tcase_add_test(tc, errors_name_file_and_line);
     tcase_add_test(tc, trusted_proxies_may_span_lines);
+    tcase_add_test(tc, the_last_setting_of_a_key_wins);
     tcase_add_test(tc, lines_past_inih_buffer_are_refused_by_number);
     tcase_add_test(tc, a_directory_is_not_a_config_file);
     tcase_add_test(tc, settings_must_fit_a_line_and_name_a_database);
