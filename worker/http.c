@@ -76,6 +76,7 @@ const char *http_status_text(int status)
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -238,6 +239,11 @@ static int http_on_header_field(http_parser *p, const char *at, size_t len)
         }
         c->last_was_value = 0;
     }
+    /* "Name : value" is a request smuggling shape (RFC 9112 5.1): refuse it. */
+    if (memchr(at, ' ', len) != NULL || memchr(at, '\t', len) != NULL) {
+        c->error_status = 400;
+        return 1;
+    }
     req->headers[req->header_count - 1].name_len += (unsigned)len;
     return http_text_append(c, at, len) == 0 ? 0 : 1;
 }
@@ -288,7 +294,11 @@ static int http_on_headers_complete(http_parser *p)
         return -1;
     }
     expect = http_request_header(req, "expect");
-    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+    if (expect != NULL && strcasecmp(expect, "100-continue") != 0) {
+        c->error_status = 417; /* RFC 9110 10.1.1: an expectation we cannot meet */
+        return -1;
+    }
+    if (expect != NULL &&
         (p->flags & F_CHUNKED || (p->content_length > 0 && p->content_length != ULLONG_MAX))) {
         const uv_buf_t interim = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
         http_write_raw(c, &interim, 1, 0);
@@ -336,6 +346,15 @@ const char *http_request_header(const struct http_request *req, const char *name
             return h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
     }
     return NULL;
+}
+
+int http_request_header_count(const struct http_request *req, const char *name)
+{
+    int n = 0;
+
+    for (int i = 0; i < req->header_count; i++)
+        n += strcasecmp(req->text + req->headers[i].name_off, name) == 0;
+    return n;
 }
 
 const char *http_request_header_all(const struct http_request *req, const char *name, char *buf, size_t size)
@@ -489,6 +508,7 @@ static void http_conn_fail(struct http_conn *c, int status)
         { 400, "{\"error\":\"invalid_request\",\"message\":\"malformed HTTP request\"}" },
         { 408, "{\"error\":\"request_timeout\",\"message\":\"request not received in time\"}" },
         { 413, "{\"error\":\"body_too_large\",\"message\":\"request body over 16 KiB\"}" },
+        { 417, "{\"error\":\"expectation_failed\",\"message\":\"only Expect: 100-continue is supported\"}" },
         { 431, "{\"error\":\"headers_too_large\",\"message\":\"request headers over 8 KiB or 100 fields\"}" },
         { 503, "{\"error\":\"unavailable\",\"message\":\"out of memory\"}" },
     };
@@ -499,6 +519,8 @@ static void http_conn_fail(struct http_conn *c, int status)
             body = bodies[i].body;
     c->req.keep_alive = 0;
     c->close_after_write = 1;
+    if (c->req.path != NULL && c->server->route_of != NULL)
+        c->req.route = c->server->route_of(c->req.path);
     http_conn_set_state(c, HTTP_CONN_HANDLING);
     c->refs++;
     c->server->stats.requests_in_flight++;

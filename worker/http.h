@@ -70,6 +70,7 @@ struct http_server {
     struct http_conn *conns;     /* open connections (intrusive list) */
     struct http_stats stats;
     struct control_counters *counters; /* requests by route and status, latency (may be NULL) */
+    enum control_route (*route_of)(const char *path); /* counts requests refused before the handler (may be NULL) */
     void (*on_drained)(struct http_server *server); /* last connection gone while draining */
 };
 
@@ -95,6 +96,9 @@ const char *http_request_header(const struct http_request *req, const char *name
 
 /* Every line of header `name`, in order, joined by ", " into buf (as RFC
  * 9110 reads repeated fields), or NULL when there is none. */
+/* How many times the header appears. */
+int http_request_header_count(const struct http_request *req, const char *name);
+
 const char *http_request_header_all(const struct http_request *req, const char *name, char *buf, size_t size);
 
 /* The reason phrase of a status code. */

@@ -194,6 +194,7 @@ int worker_setup(struct worker *w, int listen_fd)
     }
     w->http.on_drained = worker_on_drained;
     w->http.counters = &w->counters;
+    w->http.route_of = routes_route_of;
     if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, migrations_latest,
                 worker_on_db_state, w) != 0) {
         log_emit(LOG_ERROR, "out_of_memory", NULL);

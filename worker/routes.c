@@ -117,7 +117,8 @@ json_t *route_json_body(struct route_ctx *ctx, int optional)
         route_error(ctx, 400, "invalid_request", "a JSON object body is required", NULL);
         return NULL;
     }
-    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
+    /* Numbers past 64 bits in members we ignore are still valid JSON. */
+    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &error);
     if (obj == NULL) {
         route_error(ctx, 400, "invalid_request", "the body is not valid JSON (UTF-8, no duplicate keys)",
                     NULL);
@@ -150,7 +151,8 @@ int route_bearer(struct route_ctx *ctx)
     const char *auth = http_request_header(ctx->req, "authorization");
     const char *p;
 
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
+        http_request_header_count(ctx->req, "authorization") != 1)
         goto invalid;
     p = auth + 7;
     while (*p == ' ')
@@ -336,6 +338,21 @@ static void route_logout(struct route_ctx *ctx)
     db_query_send(&ctx->w->db, q);
 }
 
+static const struct route *route_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(routes[i].path, path) == 0)
+            return &routes[i];
+    return NULL;
+}
+
+enum control_route routes_route_of(const char *path)
+{
+    const struct route *match = route_find(path);
+
+    return match != NULL ? match->id : ROUTE_OTHER;
+}
+
 void routes_dispatch(struct http_server *server, struct http_request *req)
 {
     struct worker *w = server->data;
@@ -349,9 +366,7 @@ void routes_dispatch(struct http_server *server, struct http_request *req)
     }
     ctx->w = w;
     ctx->req = req;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (strcmp(routes[i].path, req->path) == 0)
-            match = &routes[i];
+    match = route_find(req->path);
     if (match == NULL) {
         route_error(ctx, 404, "not_found", "no such endpoint", NULL);
         return;

@@ -41,6 +41,10 @@ struct route_ctx {
 /* The http_server handler. */
 void routes_dispatch(struct http_server *server, struct http_request *req);
 
+/* The route a path counts under (ROUTE_OTHER when none): for requests the
+ * HTTP layer refuses before dispatch (413, 431, 400). */
+enum control_route routes_route_of(const char *path);
+
 /* Answers with a JSON body (or none) and frees ctx. */
 void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body);
 

@@ -224,6 +224,7 @@ START_TEST(malformed_requests_get_400)
         "GARBAGE\r\n\r\n",
         "GET / HTTP/9.9\r\n\r\n",
         "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n", /* space before the colon */
         "POST /v1/login HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
         "POST /v1/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "\x01\x02\x03\x04\r\n\r\n",
@@ -233,6 +234,46 @@ START_TEST(malformed_requests_get_400)
         ck_assert_int_eq(raw_exchange(bad[i], strlen(bad[i])), 400);
         ck_assert_ptr_nonnull(strstr(r->body, "invalid_request"));
     }
+}
+END_TEST
+
+/* An Expect the worker cannot meet is refused before the body is read. */
+START_TEST(unmet_expectation_gets_417)
+{
+    const char *req = "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Expect: 200-ok\r\nContent-Length: 2\r\n\r\n{}";
+
+    ck_assert_int_eq(raw_exchange(req, strlen(req)), 417);
+    ck_assert_ptr_nonnull(strstr(r->body, "expectation_failed"));
+}
+END_TEST
+
+/* Two Authorization lines are not one token: refused even when the first
+ * is valid. */
+START_TEST(a_second_authorization_header_is_refused)
+{
+    char name[64], token[44], req[400];
+
+    harness_username(name, sizeof(name), "twoauth");
+    harness_register(worker.port, name, "violet mango harbour 1912");
+    ck_assert_int_eq(harness_login(worker.port, name, "violet mango harbour 1912", token, NULL), 200);
+    snprintf(req, sizeof(req), "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", token);
+    ck_assert_int_eq(raw_exchange(req, strlen(req)), 200);
+    snprintf(req, sizeof(req),
+             "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer %s\r\n\r\n", token,
+             token);
+    ck_assert_int_eq(raw_exchange(req, strlen(req)), 401);
+}
+END_TEST
+
+/* Valid JSON is read as JSON: a number past 64 bits in a member the
+ * endpoint ignores does not make the body invalid. */
+START_TEST(huge_numbers_in_ignored_members_are_valid_json)
+{
+    const char *body = "{\"username\":\"nobody_here\",\"password\":\"whatever it is\","
+                       "\"n\":123456789012345678901234567890}";
+
+    ck_assert_int_eq(harness_post_json(worker.port, "/v1/login", NULL, body, r), 401);
 }
 END_TEST
 
@@ -274,6 +315,9 @@ Suite *http_suite(void)
     tcase_add_test(tc, oversized_headers_get_431);
     tcase_add_test(tc, oversized_body_gets_413);
     tcase_add_test(tc, malformed_requests_get_400);
+    tcase_add_test(tc, unmet_expectation_gets_417);
+    tcase_add_test(tc, a_second_authorization_header_is_refused);
+    tcase_add_test(tc, huge_numbers_in_ignored_members_are_valid_json);
     tcase_add_test(tc, slow_client_is_cut_off_and_others_are_served);
     suite_add_tcase(s, tc);
     return s;

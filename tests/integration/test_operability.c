@@ -129,6 +129,7 @@ START_TEST(requests_served_before_a_drain_are_counted)
     double before, after;
     long long deadline;
     int old;
+    char *big;
 
     ck_assert_int_eq(cluster_start(&c, 1, ROOMY "health_interval_ms = 5000\nhealth_timeout_ms = 60000\n", 1), 0);
     old = cluster_worker_pid(&c, "ready", 0);
@@ -140,6 +141,12 @@ START_TEST(requests_served_before_a_drain_are_counted)
         before = 0;
     for (int i = 0; i < 40; i++)
         ck_assert_int_eq(harness_request(c.port, "GET", "/healthz", NULL, NULL, r), 200);
+    /* Refused by the HTTP layer before any handler: still a login. */
+    big = malloc(20000);
+    memset(big, 'a', 19999);
+    big[19999] = '\0';
+    ck_assert_int_eq(harness_post_json(c.port, "/v1/login", NULL, big, r), 413);
+    free(big);
     ck_assert_int_eq(cluster_ctl(&c, "reload", out, sizeof(out)), 0);
     deadline = harness_now_ms() + 30000;
     while (harness_now_ms() < deadline && (kill(old, 0) == 0 || cluster_worker_pid(&c, "ready", 0) == old))
@@ -148,8 +155,9 @@ START_TEST(requests_served_before_a_drain_are_counted)
     ck_assert(cluster_log_contains(&c, "\"reason\":\"drained\""));
     text = scrape(&c);
     after = sample(text, "verona_requests_total{route=\"healthz\",status=\"200\"} ");
-    free(text);
     ck_assert_msg(after - before >= 40, "healthz 200 counted %.0f -> %.0f after 40 requests", before, after);
+    ck_assert(sample(text, "verona_requests_total{route=\"login\",status=\"413\"} ") == 1);
+    free(text);
     cluster_stop(&c);
     free(r);
 }
