@@ -15,8 +15,12 @@
 #include "status.h"
 #include "supervisor.h"
 
+#define ADMIN_REQUEST_TIMEOUT_MS 10000 /* a connection that sends no request line is closed */
+
 struct admin_client {
     uv_pipe_t pipe;
+    uv_timer_t timer;             /* ADMIN_REQUEST_TIMEOUT_MS for the request line */
+    int handles;                  /* open of pipe and timer; freed at 0 */
     struct admin *admin;
     char line[ADMIN_REQUEST_MAX + 1];
     size_t len;
@@ -26,6 +30,7 @@ struct admin_client {
 };
 
 static void admin_reply(struct admin_client *client, char *answer);
+static void admin_client_close(struct admin_client *client);
 
 static char *admin_answer(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -136,7 +141,26 @@ char *admin_execute(struct supervisor *sup, const char *line)
 
 static void admin_on_client_close(uv_handle_t *h)
 {
-    free(h->data);
+    struct admin_client *client = h->data;
+
+    if (--client->handles == 0)
+        free(client);
+}
+
+static void admin_client_close(struct admin_client *client)
+{
+    if (uv_is_closing((uv_handle_t *)&client->pipe))
+        return;
+    uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+    uv_close((uv_handle_t *)&client->timer, admin_on_client_close);
+}
+
+static void admin_on_request_timeout(uv_timer_t *t)
+{
+    struct admin_client *client = t->data;
+
+    if (!client->answered && !client->waiting)
+        admin_reply(client, admin_answer(2, "no request line within %d s\n", ADMIN_REQUEST_TIMEOUT_MS / 1000));
 }
 
 static void admin_on_write(uv_write_t *req, int status)
@@ -145,7 +169,7 @@ static void admin_on_write(uv_write_t *req, int status)
 
     (void)status;
     free(req);
-    uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+    admin_client_close(client);
 }
 
 static void admin_reply(struct admin_client *client, char *answer)
@@ -159,7 +183,7 @@ static void admin_reply(struct admin_client *client, char *answer)
     if (req == NULL || answer == NULL) {
         free(req);
         free(answer);
-        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+        admin_client_close(client);
         return;
     }
     copy = (char *)(req + 1);
@@ -169,7 +193,7 @@ static void admin_reply(struct admin_client *client, char *answer)
     buf = uv_buf_init(copy, (unsigned)strlen(copy));
     if (uv_write(req, (uv_stream_t *)&client->pipe, &buf, 1, admin_on_write) != 0) {
         free(req);
-        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+        admin_client_close(client);
     }
 }
 
@@ -180,6 +204,7 @@ static void admin_dispatch(struct admin_client *client)
     char verb[16] = "", arg[16] = "";
     char *answer;
 
+    uv_timer_stop(&client->timer);
     answer = admin_execute(sup, client->line);
     if (sscanf(client->line, "%15s %15s", verb, arg) == 2 && strcmp(verb, "reload") == 0 &&
         strcmp(arg, "--wait") == 0 && answer != NULL && answer[0] == '0') {
@@ -252,9 +277,11 @@ static void admin_on_connection(uv_stream_t *server, int status)
         return;
     client->admin = admin;
     uv_pipe_init(admin->sup->loop, &client->pipe, 0);
-    client->pipe.data = client;
+    uv_timer_init(admin->sup->loop, &client->timer);
+    client->pipe.data = client->timer.data = client;
+    client->handles = 2;
     if (uv_accept(server, (uv_stream_t *)&client->pipe) != 0) {
-        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+        admin_client_close(client);
         return;
     }
     /* Root, or the user the supervisor runs as; nobody else. */
@@ -265,6 +292,7 @@ static void admin_on_connection(uv_stream_t *server, int status)
         admin_reply(client, admin_answer(1, "permission denied\n"));
         return;
     }
+    uv_timer_start(&client->timer, admin_on_request_timeout, ADMIN_REQUEST_TIMEOUT_MS, 0);
     uv_read_start((uv_stream_t *)&client->pipe, admin_on_alloc, admin_on_read);
 }
 

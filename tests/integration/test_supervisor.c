@@ -3,6 +3,7 @@
  * errors, crash backoff, hung workers, the supervisor's own death. The
  * load and fault tests live in tests/fault/. */
 #include <check.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/sem.h>
@@ -111,10 +112,22 @@ START_TEST(bad_admin_input_changes_nothing)
         ck_assert_int_eq(out[0], '2');
         close(fd);
     }
-    /* A client that connects and says nothing does not block others. */
+    /* A client that connects and says nothing does not block others, and
+     * is told and closed after 10 s instead of being held forever. */
     fd = socket(AF_UNIX, SOCK_STREAM, 0);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
     ck_assert_int_eq(cluster_count(&c, "ready"), 2);
+    {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+
+        ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
+        n = read(fd, out, sizeof(out) - 1);
+        ck_assert_int_gt(n, 0);
+        out[n] = '\0';
+        ck_assert_msg(strstr(out, "2\nno request line within 10 s") == out, "got: %s", out);
+        ck_assert_int_eq(read(fd, out, sizeof(out)), 0); /* and closed */
+    }
     close(fd);
     ck_assert_int_eq(cluster_restarts(&c, "crash"), 0);
     cluster_stop(&c);
