@@ -33,7 +33,16 @@ trap 'exit 130' INT TERM
 
 "$bin/verona" migrate
 echo "verona: serving on http://127.0.0.1:8080 (Ctrl-C stops; verona ctl -s var/verona.sock status)" >&2
+parent=$PPID
 "$bin/verona" serve -c deploy/verona.conf &
 child=$!
-trap 'kill -TERM $child 2>/dev/null; wait $child; exit 130' INT TERM
-wait $child
+# Whoever started us (make) killed outright: stop rather than linger as
+# orphans holding the port and the private PostgreSQL.
+( while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
+  kill -TERM "$child" 2>/dev/null ) &
+watch=$!
+trap 'kill -TERM $child 2>/dev/null; wait $child; kill $watch 2>/dev/null; exit 130' INT TERM
+status=0
+wait $child || status=$?
+kill $watch 2>/dev/null || true
+exit $status
