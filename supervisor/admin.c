@@ -149,10 +149,10 @@ static void admin_on_client_close(uv_handle_t *h)
 
 static void admin_client_close(struct admin_client *client)
 {
-    if (uv_is_closing((uv_handle_t *)&client->pipe))
-        return;
-    uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
-    uv_close((uv_handle_t *)&client->timer, admin_on_client_close);
+    if (!uv_is_closing((uv_handle_t *)&client->pipe))
+        uv_close((uv_handle_t *)&client->pipe, admin_on_client_close);
+    if (!uv_is_closing((uv_handle_t *)&client->timer))
+        uv_close((uv_handle_t *)&client->timer, admin_on_client_close);
 }
 
 static void admin_on_request_timeout(uv_timer_t *t)
@@ -241,8 +241,9 @@ static void admin_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             client->line[client->len] = '\0';
             admin_dispatch(client);
         } else {
+            /* Gone before asking: close the pipe and the request timer both. */
             uv_read_stop(s);
-            uv_close((uv_handle_t *)s, admin_on_client_close);
+            admin_client_close(client);
         }
         return;
     }

@@ -18,6 +18,11 @@
 
 #define CTL_TIMEOUT_MS 10000
 
+static const struct option ctl_options[] = {
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+
 static void ctl_usage(FILE *out)
 {
     fprintf(out, "usage: verona ctl [-s SOCKET | -c FILE] COMMAND\n"
@@ -65,16 +70,19 @@ static int ctl_check(int argc, char **argv, char *msg, size_t size)
         }
         return 0;
     }
+    /* status and reload take one flag; the first argument that is not it is named. */
+    const char *flag = strcmp(verb, "status") == 0 ? "--json" : strcmp(verb, "reload") == 0 ? "--wait" : NULL;
+    int bad = 1;
+
     if (argc == 1)
         return 0;
-    if (argc == 2 && strcmp(verb, "reload") == 0 && strcmp(argv[1], "--wait") == 0)
-        return 0;
-    if (argc == 2 && strcmp(verb, "status") == 0 && strcmp(argv[1], "--json") == 0)
-        return 0;
-    snprintf(msg, size, "%s: unexpected argument '%.64s'%s", verb, argv[1],
-             strcmp(verb, "status") == 0   ? " (only --json)"
-             : strcmp(verb, "reload") == 0 ? " (only --wait)"
-                                           : "");
+    if (flag != NULL && strcmp(argv[1], flag) == 0) {
+        if (argc == 2)
+            return 0;
+        bad = 2;
+    }
+    snprintf(msg, size, "%s: unexpected argument '%.64s'%s%s%s", verb, argv[bad], flag != NULL ? " (only " : "",
+             flag != NULL ? flag : "", flag != NULL ? ")" : "");
     return -1;
 }
 
@@ -89,7 +97,7 @@ int ctl_main(int argc, char **argv)
 
     optind = 1;
     opterr = 0; /* one line of our own instead */
-    while ((opt = getopt(argc, argv, "+s:c:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "+s:c:h", ctl_options, NULL)) != -1) {
         switch (opt) {
         case 's':
             socket_path = optarg;
@@ -103,8 +111,10 @@ int ctl_main(int argc, char **argv)
         default:
             if (optopt == 's' || optopt == 'c')
                 fprintf(stderr, "verona ctl: -%c needs a value (see verona ctl -h)\n", optopt);
-            else
+            else if (optopt != 0)
                 fprintf(stderr, "verona ctl: unknown option '-%c' (see verona ctl -h)\n", optopt);
+            else
+                fprintf(stderr, "verona ctl: unknown option '%.64s' (see verona ctl -h)\n", argv[optind - 1]);
             return CLI_USAGE;
         }
     }

@@ -80,7 +80,10 @@ void worker_control_close(struct worker *w, const char *reason)
     worker_control_send(w, &msg);
     w->control_open = 0;
     uv_read_stop((uv_stream_t *)&w->control);
-    uv_close((uv_handle_t *)&w->control, worker_control_on_close); /* pending writes finish first */
+    /* uv_write() above wrote both small frames at once (the queue was
+     * empty, the socket has room); a frame still queued would be cancelled
+     * here, costing only the last counters. */
+    uv_close((uv_handle_t *)&w->control, worker_control_on_close);
 }
 
 static void worker_control_pong(struct worker *w, uint64_t seq)

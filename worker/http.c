@@ -267,11 +267,33 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
 
 static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after);
 
+/* 1 when the request expects 100-continue, 0 when it expects nothing, -1
+ * when any Expect field asks for something else (trailing blanks aside). */
+static int http_request_expect(const struct http_request *req)
+{
+    int found = 0;
+
+    for (int i = 0; i < req->header_count; i++) {
+        const struct http_header *h = &req->headers[i];
+        const char *value = h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+        size_t len = strlen(value);
+
+        if (strcasecmp(req->text + h->name_off, "expect") != 0)
+            continue;
+        while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+            len--;
+        if (len != 12 || strncasecmp(value, "100-continue", 12) != 0)
+            return -1;
+        found = 1;
+    }
+    return found;
+}
+
 static int http_on_headers_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
     struct http_request *req = &c->req;
-    const char *expect;
+    int expect;
     char *q;
 
     /* Any return but 0, 1 or 2 makes the parser stop with an error. */
@@ -293,12 +315,12 @@ static int http_on_headers_complete(http_parser *p)
         c->error_status = 413;
         return -1;
     }
-    expect = http_request_header(req, "expect");
-    if (expect != NULL && strcasecmp(expect, "100-continue") != 0) {
+    expect = http_request_expect(req);
+    if (expect < 0) {
         c->error_status = 417; /* RFC 9110 10.1.1: an expectation we cannot meet */
         return -1;
     }
-    if (expect != NULL &&
+    if (expect > 0 &&
         (p->flags & F_CHUNKED || (p->content_length > 0 && p->content_length != ULLONG_MAX))) {
         const uv_buf_t interim = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
         http_write_raw(c, &interim, 1, 0);

@@ -104,8 +104,8 @@ static void worker_finish(struct worker *w)
     uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_int, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, worker_on_handle_closed);
+    worker_control_close(w, "drained"); /* its last pong still sees the database */
     db_close(&w->db);
-    worker_control_close(w, "drained");
 }
 
 static void worker_on_drained(struct http_server *server)

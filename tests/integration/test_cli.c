@@ -120,6 +120,9 @@ START_TEST(ctl_usage_errors_say_what_is_wrong)
         { "ctl reload --now", "unexpected argument '--now' (only --wait)" },
         { "ctl -x status", "unknown option '-x'" },
         { "ctl -s", "-s needs a value" },
+        { "ctl status --json extra", "unexpected argument 'extra' (only --json)" },
+        { "ctl stop now", "stop: unexpected argument 'now'" },
+        { "ctl --socket x status", "unknown option '--socket'" },
     };
     char out[4096];
 
@@ -128,6 +131,8 @@ START_TEST(ctl_usage_errors_say_what_is_wrong)
         ck_assert_msg(strstr(out, cases[i].says) != NULL && strchr(out, '\n') == out + strlen(out) - 1,
                       "verona %s said: %s", cases[i].args, out);
     }
+    ck_assert_int_eq(verona("ctl --help", NULL, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: verona ctl"));
 }
 END_TEST
 

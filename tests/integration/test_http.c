@@ -243,8 +243,18 @@ START_TEST(unmet_expectation_gets_417)
     const char *req = "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       "Expect: 200-ok\r\nContent-Length: 2\r\n\r\n{}";
 
+    const char *second = "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n"
+                         "Expect: 100-continue\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}";
+    const char *blanks = "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n"
+                         "Expect: 100-CONTINUE \t\r\nContent-Length: 2\r\n\r\n{}";
+
     ck_assert_int_eq(raw_exchange(req, strlen(req)), 417);
     ck_assert_ptr_nonnull(strstr(r->body, "expectation_failed"));
+    /* Every Expect line counts, not only the first. */
+    ck_assert_int_eq(raw_exchange(second, strlen(second)), 417);
+    /* Trailing blanks are not part of the value; case does not matter
+     * (the body {} then fails validation: 400, not 417). */
+    ck_assert_int_eq(raw_exchange(blanks, strlen(blanks)), 400);
 }
 END_TEST
 
