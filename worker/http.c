@@ -267,6 +267,12 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
 
 static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after);
 
+/* A header's value (empty when the field had none). */
+static const char *http_header_value(const struct http_request *req, const struct http_header *h)
+{
+    return h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+}
+
 /* 1 when the request expects 100-continue, 0 when it expects nothing, -1
  * when any Expect field asks for something else (trailing blanks aside). */
 static int http_request_expect(const struct http_request *req)
@@ -275,7 +281,7 @@ static int http_request_expect(const struct http_request *req)
 
     for (int i = 0; i < req->header_count; i++) {
         const struct http_header *h = &req->headers[i];
-        const char *value = h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+        const char *value = http_header_value(req, h);
         size_t len = strlen(value);
 
         if (strcasecmp(req->text + h->name_off, "expect") != 0)
@@ -365,7 +371,7 @@ const char *http_request_header(const struct http_request *req, const char *name
     for (int i = 0; i < req->header_count; i++) {
         const struct http_header *h = &req->headers[i];
         if (strcasecmp(req->text + h->name_off, name) == 0)
-            return h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+            return http_header_value(req, h);
     }
     return NULL;
 }
@@ -394,7 +400,7 @@ const char *http_request_header_all(const struct http_request *req, const char *
 
         if (strcasecmp(req->text + h->name_off, name) != 0)
             continue;
-        value = h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
+        value = http_header_value(req, h);
         len = snprintf(buf + n, size - n, "%s%s", found ? ", " : "", value);
         if (len < 0 || (size_t)len >= size - n)
             return NULL; /* cannot happen within the header limit */
@@ -541,8 +547,12 @@ static void http_conn_fail(struct http_conn *c, int status)
             body = bodies[i].body;
     c->req.keep_alive = 0;
     c->close_after_write = 1;
-    if (c->req.path != NULL && c->server->route_of != NULL)
+    if (c->req.path != NULL && c->server->route_of != NULL) {
+        /* Refused before its headers ended, the path may still hold its query. */
+        if (c->req.path == c->req.text)
+            c->req.text[strcspn(c->req.text, "?")] = '\0';
         c->req.route = c->server->route_of(c->req.path);
+    }
     http_conn_set_state(c, HTTP_CONN_HANDLING);
     c->refs++;
     c->server->stats.requests_in_flight++;

@@ -338,14 +338,10 @@ static void route_logout(struct route_ctx *ctx)
     db_query_send(&ctx->w->db, q);
 }
 
-/* The route for a path; a query string, if still attached (a request
- * refused before its headers ended), is not part of it. */
 static const struct route *route_find(const char *path)
 {
-    size_t len = strcspn(path, "?");
-
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (strlen(routes[i].path) == len && memcmp(routes[i].path, path, len) == 0)
+        if (strcmp(routes[i].path, path) == 0)
             return &routes[i];
     return NULL;
 }
