@@ -17,6 +17,8 @@
  * 503) and the connection is rebuilt: a server that vanished silently
  * (failover, partition, a stopped host) must not hang requests. */
 #define DB_DEADLINE_MS 5000
+#define DB_STALL_MS 2000
+#define DB_PROBE_MS 1000
 #define DB_RFC3339(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* The statements, prepared on every connection as "s<index>". */
@@ -25,22 +27,26 @@ static const struct {
     int nparams;
 } db_statements[DB_STATEMENT_COUNT] = {
     [DB_SCHEMA_VERSION] = { "SELECT coalesce(max(version), 0) FROM schema_migrations", 0 },
-    /* An attempt is checked and counted in one locked statement (002_attempts.sql).
+    /* An attempt is checked and counted in one locked statement (002_attempts.sql;
+     * wait_s -1: the window is full only of attempts in flight, 007).
      * Its commit is not waited for on disk: other attempts see the
      * provisional failure row as soon as it commits, and the attempt's own
      * outcome (FAILED, SUCCEEDED, CANCEL: synchronous commits) flushes it
      * with everything before it. Only a PostgreSQL crash inside that
      * window could lose the row, and that attempt then fails with 503. */
     [DB_LOGIN_BEGIN] = { "SELECT b.wait_s, b.user_id, b.password_hash, b.locked, b.attempt_id "
-                         "FROM verona_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) AS b, "
+                         "FROM verona_attempt_start($1, $2, $3, $4, $5, $6, $7, $8) AS b, "
                          "set_config('synchronous_commit', 'off', true) AS nosync", 8 },
-    [DB_LOGIN_FAILED] = { "SELECT verona_attempt_failed($1, $2, $3, $4)", 4 },
+    [DB_LOGIN_FAILED] = { "SELECT verona_attempt_fail($1, $2, $3, $4)", 4 },
     /* NULL when the user was locked or the password changed since the
      * begin (004_success_recheck.sql). */
     [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded_checked($1, $2, $3, $4, $5, $6, $7, $8, $9)"), 9 },
     [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },
     /* A login's 503 before its password was judged (005_audit_unavailable.sql). */
     [DB_LOGIN_UNAVAILABLE] = { "SELECT verona_attempt_unavailable($1, $2, $3)", 3 },
+    /* A login refused before it began an attempt (the hash queue full, no
+     * room in a window after waiting): its audit row only. */
+    [DB_LOGIN_AUDIT] = { "INSERT INTO login_audit (username, address, result) VALUES ($1, $2, $3)", 3 },
     /* The hot path: one indexed lookup, plain SQL. Column 3 says whether
      * last_used is over a minute old (then DB_SESSION_TOUCH writes it). */
     [DB_SESSION_GET] = { "SELECT s.user_id, u.username, "
@@ -73,6 +79,7 @@ static const struct {
     [DB_REGISTER_WAIT] = { "SELECT verona_register_attempt($1)", 1 },
     [DB_REGISTER] = { "SELECT verona_register_user($1, $2)", 2 },
     [DB_SWEEP] = { "SELECT verona_sweep($1, $2)", 2 },
+    [DB_PROBE] = { "SELECT 1", 0 },
 };
 
 static const char *const db_conn_state_names[] = { "down", "connecting", "preparing", "checking",
@@ -91,7 +98,16 @@ int db_result_ok(const PGresult *res)
 
 int db_is_up(const struct db *db)
 {
-    return db->up > 0;
+    uint64_t now = uv_now(db->loop);
+
+    if (db->up == 0)
+        return 0;
+    if (now - db->last_answer_ms <= DB_STALL_MS)
+        return 1;
+    for (int i = 0; i < db->size; i++)
+        if (db->conns[i].state == DB_CONN_BUSY && now - db->conns[i].sent_ms > DB_STALL_MS)
+            return 0;
+    return 1;
 }
 
 int db_schema_too_old(const struct db *db)
@@ -127,6 +143,8 @@ static void db_conn_set_state(struct db_conn *c, enum db_conn_state next)
                        db_conn_state_names[c->state], "to", db_conn_state_names[next]));
     c->state = next;
     db->up += is_up - was_up;
+    if (is_up && !was_up)
+        db->last_answer_ms = uv_now(db->loop);
     if (pool_was_up != (db->up > 0) && !db->closing) {
         log_emit(db->up > 0 ? LOG_INFO : LOG_WARN, db->up > 0 ? "db_up" : "db_down", NULL);
         if (db->on_state != NULL)
@@ -459,6 +477,7 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
         c->query = NULL;
         c->result = NULL;
         uv_timer_stop(&c->retry);
+        c->db->last_answer_ms = uv_now(c->db->loop);
         db_conn_set_state(c, DB_CONN_IDLE);
         q->cb(q->arg, res);
         PQclear(res);
@@ -480,6 +499,7 @@ static int db_conn_send(struct db_conn *c, struct db_query *q)
     if (!PQsendQueryPrepared(c->pg, name, q->nparams, q->values, q->lengths, q->formats, 0))
         return -1;
     c->query = q;
+    c->sent_ms = uv_now(c->db->loop);
     db_conn_set_state(c, DB_CONN_BUSY);
     db_conn_arm_deadline(c);
     if (PQflush(c->pg) == 1)
@@ -529,6 +549,30 @@ void db_query_send(struct db *db, struct db_query *q)
     db_dispatch(db);
 }
 
+static void db_on_probe_done(void *arg, PGresult *res)
+{
+    struct db *db = arg;
+
+    (void)res; /* an answer, whatever it says, moved last_answer_ms */
+    db->probe_busy = 0;
+}
+
+/* Quiet for a second: ask, so that a server that stopped answering is
+ * noticed before a user's query waits for it. */
+static void db_on_probe(uv_timer_t *t)
+{
+    struct db *db = t->data;
+
+    if (db->up == 0 || db->probe_busy || uv_now(db->loop) - db->last_answer_ms < DB_PROBE_MS)
+        return;
+    memset(&db->probe_query, 0, sizeof(db->probe_query));
+    db->probe_query.statement = DB_PROBE;
+    db->probe_query.cb = db_on_probe_done;
+    db->probe_query.arg = db;
+    db->probe_busy = 1;
+    db_query_send(db, &db->probe_query);
+}
+
 int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schema_required,
             db_state_cb on_state, void *on_state_arg)
 {
@@ -545,6 +589,10 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
         return -ENOMEM;
     }
     db->size = size;
+    uv_timer_init(loop, &db->probe);
+    db->probe.data = db;
+    db->handles_open++;
+    uv_timer_start(&db->probe, db_on_probe, DB_PROBE_MS, DB_PROBE_MS);
     for (int i = 0; i < size; i++) {
         struct db_conn *c = &db->conns[i];
         c->db = db;
@@ -561,6 +609,8 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
 void db_close(struct db *db)
 {
     db->closing = 1;
+    uv_timer_stop(&db->probe);
+    uv_close((uv_handle_t *)&db->probe, db_on_handle_close);
     for (int i = 0; i < db->size; i++) {
         struct db_conn *c = &db->conns[i];
         if (c->pg != NULL || c->query != NULL)

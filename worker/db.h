@@ -23,6 +23,7 @@ enum db_statement {
     DB_LOGIN_SUCCEEDED,
     DB_ATTEMPT_CANCEL,
     DB_LOGIN_UNAVAILABLE,
+    DB_LOGIN_AUDIT,
     DB_SESSION_GET,
     DB_SESSION_TOUCH,
     DB_LOGOUT,
@@ -31,6 +32,7 @@ enum db_statement {
     DB_REGISTER_WAIT,
     DB_REGISTER,
     DB_SWEEP,
+    DB_PROBE,
     DB_STATEMENT_COUNT
 };
 
@@ -74,6 +76,7 @@ struct db_conn {
     PGresult *result;        /* first result of the query in flight */
     uv_timer_t retry;
     int backoff_ms;
+    uint64_t sent_ms;        /* when the query in flight was sent */
 };
 
 typedef void (*db_state_cb)(void *arg, int up);
@@ -94,6 +97,10 @@ struct db {
     int schema_old;           /* the last connection attempt found an older schema */
     db_state_cb on_state;     /* called when `up` changes from/to 0 */
     void *on_state_arg;
+    uint64_t last_answer_ms;  /* the last time PostgreSQL answered a query */
+    uv_timer_t probe;         /* asks PostgreSQL something when all is quiet */
+    struct db_query probe_query;
+    int probe_busy;
 };
 
 /* Starts connecting `size` connections to `url`. A connection reads the
@@ -107,7 +114,10 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
  * callback runs at once with NULL (before db_query_send returns). */
 void db_query_send(struct db *db, struct db_query *q);
 
-/* 1 when at least one connection is up. */
+/* 1 when at least one connection is up and PostgreSQL answers: not when
+ * a query has waited over DB_STALL_MS for an answer and none came in that
+ * time (a frozen server keeps its connections open). When all is quiet a
+ * probe query runs once a second, so a stall shows without traffic. */
 int db_is_up(const struct db *db);
 
 /* 1 when none is up because the database lacks this build's migrations. */

@@ -1,7 +1,8 @@
 /* worker/login.c - POST /v1/login.
  *
  * Steps: throttle check and user lookup (one statement, no Argon2 work
- * for a throttled attempt) -> verify on the hash pool (against a dummy
+ * for a throttled attempt; when a window is full only of attempts still
+ * in flight, ask again after a short wait) -> verify on the hash pool (against a dummy
  * hash for unknown or locked users, so every failure costs the same) ->
  * record the success (session, audit, rehash) or the failure (counted,
  * audited) -> answer.
@@ -12,7 +13,75 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A login whose window is full only of attempts in flight asks again
+ * after 20 ms, doubling up to 320 ms, for at most 5 s; then 429. */
+#define LOGIN_WAIT_FIRST_MS 20
+#define LOGIN_WAIT_STEP_MAX_MS 320
+#define LOGIN_WAIT_MAX_MS 5000
+
 static void login_record_failure(struct route_ctx *ctx, const char *result);
+static void login_begin(struct route_ctx *ctx);
+
+static void login_on_refusal_audited(void *arg, PGresult *res)
+{
+    struct route_ctx *ctx = arg;
+
+    (void)res; /* audited or not, the answer is the same */
+    if (strcmp(ctx->result, "throttled") == 0)
+        route_throttled(ctx, 1);
+    else
+        route_unavailable(ctx);
+}
+
+/* The login is refused before it holds an attempt (the hash queue is
+ * full; no room in a window after waiting): audit it, then answer 503 or
+ * 429. */
+static void login_refuse(struct route_ctx *ctx, const char *result)
+{
+    struct db_query *q = &ctx->query;
+
+    snprintf(ctx->result, sizeof(ctx->result), "%s", result);
+    memset(q, 0, sizeof(*q));
+    q->statement = DB_LOGIN_AUDIT;
+    q->nparams = 3;
+    q->values[0] = ctx->username;
+    q->values[1] = ctx->address;
+    q->values[2] = ctx->result;
+    q->cb = login_on_refusal_audited;
+    q->arg = ctx;
+    db_query_send(&ctx->w->db, q);
+}
+
+static void login_on_wait_closed(uv_handle_t *h)
+{
+    login_begin(h->data);
+}
+
+static void login_on_waited(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, login_on_wait_closed);
+}
+
+/* The attempts in flight fill a window: their outcome decides whether
+ * this one has room, so ask again a little later. */
+static void login_wait(struct route_ctx *ctx)
+{
+    uint64_t now = uv_now(ctx->w->loop);
+    uint64_t delay = LOGIN_WAIT_FIRST_MS;
+
+    if (ctx->waits == 0)
+        ctx->wait_deadline_ms = now + LOGIN_WAIT_MAX_MS;
+    if (now >= ctx->wait_deadline_ms) {
+        login_refuse(ctx, "throttled");
+        return;
+    }
+    for (int i = 0; i < ctx->waits && delay < LOGIN_WAIT_STEP_MAX_MS; i++)
+        delay *= 2;
+    ctx->waits++;
+    uv_timer_init(ctx->w->loop, &ctx->wait_timer);
+    ctx->wait_timer.data = ctx;
+    uv_timer_start(&ctx->wait_timer, login_on_waited, delay, 0);
+}
 
 static void login_on_cancelled(void *arg, PGresult *res)
 {
@@ -137,6 +206,10 @@ static void login_on_begin(void *arg, PGresult *res)
         route_throttled(ctx, wait_s);
         return;
     }
+    if (wait_s < 0) {
+        login_wait(ctx);
+        return;
+    }
     snprintf(ctx->attempt_id, sizeof(ctx->attempt_id), "%s", PQgetvalue(res, 0, 4));
     if (!PQgetisnull(res, 0, 1)) {
         snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 1));
@@ -154,7 +227,6 @@ static void login_on_begin(void *arg, PGresult *res)
 
 void login_handle(struct route_ctx *ctx)
 {
-    struct db_query *q = &ctx->query;
     const char *username, *password;
     json_t *body = route_json_body(ctx, 0);
     long chars;
@@ -174,10 +246,11 @@ void login_handle(struct route_ctx *ctx)
                     "username must have 1-64 bytes and password 1-1024 characters", NULL);
         return;
     }
+    snprintf(ctx->username, sizeof(ctx->username), "%s", username);
     if (auth_queue_full(&ctx->w->auth)) {
-        /* Overloaded: refuse before any database work, never queue without bound. */
+        /* Overloaded: refuse before any hashing, never queue without bound. */
         json_decref(body);
-        route_unavailable(ctx);
+        login_refuse(ctx, "unavailable");
         return;
     }
     ctx->job = calloc(1, sizeof(*ctx->job));
@@ -186,11 +259,18 @@ void login_handle(struct route_ctx *ctx)
         route_unavailable(ctx);
         return;
     }
-    snprintf(ctx->username, sizeof(ctx->username), "%s", username);
     ctx->job->verify = 1;
     memcpy(ctx->job->verify_password, password, strlen(password) + 1);
     json_decref(body);
+    login_begin(ctx);
+}
 
+/* The throttle check, the user, and the attempt's pending row. */
+static void login_begin(struct route_ctx *ctx)
+{
+    struct db_query *q = &ctx->query;
+
+    memset(q, 0, sizeof(*q));
     q->statement = DB_LOGIN_BEGIN;
     q->nparams = 8;
     q->values[0] = ctx->username;

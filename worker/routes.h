@@ -34,6 +34,9 @@ struct route_ctx {
     uint64_t sent_ms;                     /* when the session lookup was sent */
     uint64_t revocations_at_send;         /* the session cache's revocation count then */
     int64_t expires_epoch;                /* the session's own expiry (unix seconds) */
+    uv_timer_t wait_timer;                /* a login waiting for attempts in flight */
+    uint64_t wait_deadline_ms;
+    int waits;
     int step;
     int flag;
 };

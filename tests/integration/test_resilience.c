@@ -3,6 +3,7 @@
  * recovery without restarting the worker. A worker started on a database
  * that lacks its migrations says so and waits for `verona migrate`. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,14 +50,53 @@ START_TEST(database_restart_gives_503_then_recovery)
 }
 END_TEST
 
+/* A server that stops answering with its connections open (frozen,
+ * swapping, a network partition that drops silently) is no more ready than
+ * one that is down: /readyz says 503 within seconds, without waiting for a
+ * user's query to time out, and 200 again once it answers. */
+START_TEST(frozen_database_is_not_ready)
+{
+    struct harness_worker w;
+    struct harness_response *r = calloc(1, sizeof(*r));
+    long long deadline;
+    int frozen_status = 0, healthz = 0, status = 0, thawed, timed_out;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    ck_assert_int_eq(harness_request(w.port, "GET", "/readyz", NULL, NULL, r), 200);
+    ck_assert_int_gt(harness_pg_signal(SIGSTOP), 0);
+    deadline = harness_now_ms() + 15000;
+    while (harness_now_ms() < deadline &&
+           (frozen_status = harness_request(w.port, "GET", "/readyz", NULL, NULL, r)) == 200)
+        usleep(50 * 1000);
+    healthz = harness_request(w.port, "GET", "/healthz", NULL, NULL, r);
+    /* Seen before any query timed out (DB_DEADLINE_MS, 5 s): the readiness
+     * is PostgreSQL's silence, not a casualty of some user's request. */
+    timed_out = harness_file_contains(w.log_path, "timed out");
+    thawed = harness_pg_signal(SIGCONT); /* before any assertion can end the test */
+    ck_assert_int_gt(thawed, 0);
+    ck_assert_int_eq(frozen_status, 503);
+    ck_assert_int_eq(timed_out, 0);
+    ck_assert_int_eq(healthz, 200);
+    deadline = harness_now_ms() + 30000;
+    while (harness_now_ms() < deadline &&
+           (status = harness_request(w.port, "GET", "/readyz", NULL, NULL, r)) != 200)
+        usleep(50 * 1000);
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(harness_worker_alive(&w), 1);
+    harness_worker_stop(&w);
+    free(r);
+}
+END_TEST
+
 /* Makes the database of VERONA_DATABASE_URL one migration behind this
- * build: the newest migration's row deleted and the function it adds
- * (006: verona_password_attempt_set_checked) dropped, as before it ran. */
+ * build: the newest migration's row deleted and what it made (007: the
+ * pending column and three functions) dropped, as before it ran. */
 static void make_database_one_migration_behind(void)
 {
     ck_assert_int_eq(system("\"$VERONA_BIN_DIR/verona\" migrate >/dev/null"), 0);
     harness_sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)");
-    harness_sql("DROP FUNCTION verona_password_attempt_set_checked");
+    harness_sql("DROP FUNCTION verona_attempt_start, verona_attempt_wait, verona_attempt_fail");
+    harness_sql("ALTER TABLE login_failures DROP COLUMN pending");
 }
 
 START_TEST(older_schema_waits_for_migrate)
@@ -116,6 +156,7 @@ Suite *resilience_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, database_restart_gives_503_then_recovery);
+    tcase_add_test(tc, frozen_database_is_not_ready);
     tcase_add_test(tc, older_schema_waits_for_migrate);
     suite_add_tcase(s, tc);
     return s;

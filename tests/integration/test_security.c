@@ -389,38 +389,80 @@ START_TEST(login_rehashes_when_parameters_change)
 }
 END_TEST
 
+/* BURST logins of `name` with `password` from one address, all sent
+ * before any answer; counts the answers 200, 401 and 429 into got[]. */
+enum { BURST = 15 };
+static void login_burst(int port, const char *name, const char *password, int addr, int got[3])
+{
+    char json[256], request[768];
+    int fds[BURST];
+
+    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"%s\"}", name, password);
+    snprintf(request, sizeof(request),
+             "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+             from(addr), strlen(json), json);
+    for (int i = 0; i < BURST; i++) {
+        fds[i] = harness_connect(port);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    for (int i = 0; i < BURST; i++)
+        ck_assert_int_eq(harness_send(fds[i], request, strlen(request)), 0);
+    got[0] = got[1] = got[2] = 0;
+    for (int i = 0; i < BURST; i++) {
+        ck_assert_int_eq(harness_read_response(fds[i], r, 30000), 0);
+        got[0] += r->status == 200;
+        got[1] += r->status == 401;
+        got[2] += r->status == 429;
+        close(fds[i]);
+    }
+}
+
 START_TEST(parallel_attempts_cannot_slip_past_the_limit)
 {
-    enum { BURST = 15 };
     struct harness_worker w;
-    char name[64], json[256], request[768];
-    int fds[BURST], unauthorized = 0, throttled = 0;
+    char name[64];
+    int got[3];
     int addr = (getpid() % 200) * 50 + 45;
 
     ck_assert_int_eq(harness_worker_start(&w, "hash_threads = 2\nhash_queue_max = 64", 1), 0);
     harness_username(name, sizeof(name), "burst");
     harness_register(w.port, name, GOOD_PASSWORD);
-    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"wrong password!\"}", name);
-    snprintf(request, sizeof(request),
-             "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
-             from(addr), strlen(json), json);
     /* All at once, before any answer: a check-then-count race would let
      * every one of them through to a verify. */
-    for (int i = 0; i < BURST; i++) {
-        fds[i] = harness_connect(w.port);
-        ck_assert_int_ge(fds[i], 0);
-    }
-    for (int i = 0; i < BURST; i++)
-        ck_assert_int_eq(harness_send(fds[i], request, strlen(request)), 0);
-    for (int i = 0; i < BURST; i++) {
-        ck_assert_int_eq(harness_read_response(fds[i], r, 30000), 0);
-        unauthorized += r->status == 401;
-        throttled += r->status == 429;
-        close(fds[i]);
-    }
+    login_burst(w.port, name, "wrong password!", addr, got);
     harness_worker_stop(&w);
-    ck_assert_int_eq(unauthorized, 5);
-    ck_assert_int_eq(throttled, BURST - 5);
+    ck_assert_int_eq(got[1], 5);
+    ck_assert_int_eq(got[2], BURST - 5);
+}
+END_TEST
+
+/* The attempts in flight bound the guesses, but a correct login among
+ * them is no failure: parallel correct logins of one user from one
+ * address (a NAT, several tabs) all succeed, though more of them are in
+ * flight than the account+address window allows failures. */
+START_TEST(parallel_correct_logins_are_not_throttled)
+{
+    struct harness_worker w;
+    char name[64], sql[256], *audited;
+    int got[3];
+    int addr = (getpid() % 200) * 50 + 46;
+
+    ck_assert_int_eq(harness_worker_start(&w, "hash_threads = 2\nhash_queue_max = 64", 1), 0);
+    harness_username(name, sizeof(name), "crowd");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    login_burst(w.port, name, GOOD_PASSWORD, addr, got);
+    harness_worker_stop(&w);
+    ck_assert_int_eq(got[0], BURST);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM login_audit WHERE username = '%s' AND result = 'success'", name);
+    audited = harness_sql_value(sql);
+    ck_assert_str_eq(audited, "15");
+    free(audited);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM login_failures WHERE username_lower = lower('%s')",
+             name);
+    audited = harness_sql_value(sql);
+    ck_assert_str_eq(audited, "0");
+    free(audited);
 }
 END_TEST
 
@@ -467,6 +509,7 @@ Suite *security_suite(void)
     tcase_add_test(tc, account_window_spares_known_addresses);
     tcase_add_test(tc, two_workers_share_throttling_and_revocation);
     tcase_add_test(tc, parallel_attempts_cannot_slip_past_the_limit);
+    tcase_add_test(tc, parallel_correct_logins_are_not_throttled);
     tcase_add_test(tc, ten_registrations_an_hour_per_address);
     tcase_add_test(tc, tokens_are_stored_only_as_hashes);
     tcase_add_test(tc, unknown_user_costs_the_same_as_a_wrong_password);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -493,4 +494,51 @@ int harness_pg_stop(void)
 int harness_pg_start(void)
 {
     return harness_pg("start");
+}
+
+/* The parent pid of `pid` from /proc/PID/stat, or -1. */
+static long harness_parent_of(long pid)
+{
+    char path[64], text[512], *after;
+    long parent = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    if (fgets(text, sizeof(text), f) != NULL && (after = strrchr(text, ')')) != NULL)
+        if (sscanf(after, ") %*c %ld", &parent) != 1)
+            parent = -1;
+    fclose(f);
+    return parent;
+}
+
+int harness_pg_signal(int sig)
+{
+    char path[1200];
+    long postmaster = 0;
+    int count = 0;
+    struct dirent *e;
+    FILE *f;
+    DIR *proc;
+
+    snprintf(path, sizeof(path), "%s/data/postmaster.pid", harness_env("VERONA_PG_DIR"));
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld", &postmaster) != 1)
+        postmaster = 0;
+    fclose(f);
+    if (postmaster <= 0 || (proc = opendir("/proc")) == NULL)
+        return -1;
+    while ((e = readdir(proc)) != NULL) {
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid > 0 && harness_parent_of(pid) == postmaster && kill((pid_t)pid, sig) == 0)
+            count++;
+    }
+    closedir(proc);
+    if (kill((pid_t)postmaster, sig) == 0)
+        count++;
+    return count;
 }

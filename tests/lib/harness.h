@@ -100,6 +100,11 @@ void harness_username(char *out, size_t size, const char *prefix);
 int harness_pg_stop(void);
 int harness_pg_start(void);
 
+/* Sends `sig` to the throwaway PostgreSQL's postmaster and every process
+ * it started (SIGSTOP freezes the server with its connections open,
+ * SIGCONT thaws it). Returns how many processes got it, or -1. */
+int harness_pg_signal(int sig);
+
 /* 1 when a line of the file (a log) contains `text`. */
 int harness_file_contains(const char *path, const char *text);
 
