@@ -323,7 +323,9 @@ int admin_start(struct admin *admin, struct supervisor *sup, const char *path, c
     if (probe >= 0)
         close(probe);
     {
-        /* libuv reports a missing folder as "permission denied": say what it is. */
+        /* The socket's own folder is made when missing (./var on a fresh
+         * checkout), its parent never: a mistyped path still fails. libuv
+         * would report a missing folder as "permission denied". */
         char dir[sizeof(sun.sun_path)];
         const char *slash = strrchr(path, '/');
         struct stat st;
@@ -332,8 +334,10 @@ int admin_start(struct admin *admin, struct supervisor *sup, const char *path, c
                  slash == NULL ? "." : path);
         int missing = stat(dir, &st) != 0;
 
+        if (missing && errno == ENOENT && mkdir(dir, 0700) == 0)
+            missing = stat(dir, &st) != 0;
         if (missing || !S_ISDIR(st.st_mode)) {
-            snprintf(err, errsize, "admin_socket %s: folder %s %s", path, dir,
+            snprintf(err, errsize, "admin_socket %s: folder %s: %s", path, dir,
                      missing ? strerror(errno) : "is not a folder");
             return -1;
         }

@@ -478,20 +478,23 @@ void http_respond(struct http_request *req, int status, const char *headers, con
 {
     struct http_conn *c = req->conn;
     struct http_server *server = c->server;
-    char head[512];
+    char head[512], length[48] = "";
     int keep_alive = req->keep_alive && !server->draining && !c->close_after_write;
     /* The answer to HEAD has GET's head, Content-Length included, and no body. */
     size_t body_sent = status == 204 || req->method == HTTP_HEAD ? 0 : body_len;
     int n;
 
+    /* A 204 has no body and no Content-Length (RFC 9110, 8.6). */
+    if (status != 204)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", body_len);
     n = snprintf(head, sizeof(head),
                  "HTTP/1.1 %d %s\r\n"
-                 "Content-Length: %zu\r\n"
+                 "%s"
                  "%s"
                  "%s"
                  "Cache-Control: no-store\r\n"
                  "\r\n",
-                 status, http_status_text(status), status == 204 ? (size_t)0 : body_len,
+                 status, http_status_text(status), length,
                  status == 204 || body_len == 0 ? "" : "Content-Type: application/json\r\n",
                  keep_alive ? "" : "Connection: close\r\n");
     if (n > 0 && (size_t)n < sizeof(head)) {
@@ -559,6 +562,59 @@ static void http_conn_fail(struct http_conn *c, int status)
     http_respond(&c->req, status, NULL, body, strlen(body));
 }
 
+/* RFC 9110 5.6.2 token characters. */
+static int http_is_tchar(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* A request line whose method http_parser does not know ("BREW / HTTP/1.1",
+ * a lower-case "get"): when the line is otherwise well formed, the handler
+ * answers it as any method its route does not allow (404 or 405 with
+ * Allow). The rest of the request cannot be framed, so the connection
+ * closes after the answer. 0 when handed to the handler, -1 (answer 400)
+ * when the line is not there whole or is malformed. */
+static int http_conn_unknown_method(struct http_conn *c)
+{
+    const char *p = c->in, *end = c->in + c->in_len, *target, *stop;
+    size_t method_len = 0, path_len;
+
+    while (p < end && (*p == '\r' || *p == '\n'))
+        p++;
+    while (p + method_len < end && http_is_tchar((unsigned char)p[method_len]))
+        method_len++;
+    if (method_len == 0 || p + method_len >= end || p[method_len] != ' ')
+        return -1;
+    target = p + method_len + 1;
+    stop = memchr(target, ' ', (size_t)(end - target));
+    if (stop == NULL || *target != '/' || end - stop < 8 || memcmp(stop, " HTTP/1.", 8) != 0)
+        return -1;
+    for (const char *t = target; t < stop; t++)
+        if ((unsigned char)*t <= 0x20 || (unsigned char)*t == 0x7f)
+            return -1;
+    path_len = strcspn(target, "? ");
+    if (path_len > (size_t)(stop - target))
+        path_len = (size_t)(stop - target);
+    if (path_len >= sizeof(c->req.text))
+        return -1;
+    http_request_reset(&c->req);
+    memcpy(c->req.text, target, path_len);
+    c->req.text[path_len] = '\0';
+    c->req.text_len = (unsigned)path_len + 1;
+    c->req.path = c->req.text;
+    c->req.method = HTTP_METHOD_UNKNOWN;
+    c->close_after_write = 1;
+    c->in_len = 0;
+    uv_timer_stop(&c->timer);
+    http_conn_set_state(c, HTTP_CONN_HANDLING);
+    c->refs++;
+    c->req.conn = c;
+    c->server->stats.requests_in_flight++;
+    c->server->handler(c->server, &c->req);
+    return 0;
+}
+
 /* Parses what is buffered: hands each complete request to the handler
  * and goes on with the next pipelined one once it is answered. Not
  * reentrant: http_respond() from inside a handler lets this loop go on. */
@@ -573,6 +629,8 @@ static void http_conn_process(struct http_conn *c)
         size_t n = http_parser_execute(&c->parser, &http_settings, c->in, c->in_len);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 
+        if (e == HPE_INVALID_METHOD && http_conn_unknown_method(c) == 0)
+            break;
         if (n > c->in_len)
             n = c->in_len;
         memmove(c->in, c->in + n, c->in_len - n);

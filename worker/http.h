@@ -18,6 +18,8 @@
 #define HTTP_BODY_MAX_BYTES 16384
 #define HTTP_HEADER_TIMEOUT_MS 10000
 #define HTTP_IDLE_TIMEOUT_MS 60000
+/* A method http_parser does not know (the handler answers 404 or 405). */
+#define HTTP_METHOD_UNKNOWN ((enum http_method)255)
 #define HTTP_DRAIN_IDLE_MS 1000     /* while draining, an idle connection closes after this */
 
 struct http_conn;

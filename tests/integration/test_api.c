@@ -141,6 +141,8 @@ START_TEST(login_session_logout)
 
     ck_assert_int_eq(harness_post_json(worker.port, "/v1/logout", token, NULL, r), 204);
     ck_assert_int_eq(r->body_len, 0);
+    /* RFC 9110, 8.6: no Content-Length on a 204. */
+    ck_assert_int_ne(harness_header(r, "Content-Length", got, sizeof(got)), 0);
     harness_request(worker.port, "GET", "/v1/session", header, NULL, r);
     assert_error(401, "invalid_token");
     harness_post_json(worker.port, "/v1/logout", token, NULL, r);

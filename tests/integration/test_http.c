@@ -258,6 +258,30 @@ START_TEST(unmet_expectation_gets_417)
 }
 END_TEST
 
+/* A method http_parser does not know is still a method: 405 with Allow on
+ * a route, 404 elsewhere, as for any method a route does not take (and
+ * the connection closes: the rest of such a request cannot be framed). */
+START_TEST(unknown_methods_get_405_or_404)
+{
+    const char *brew = "BREW /v1/login HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *lower = "get /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *nowhere = "BREW /nowhere?pot=1 HTTP/1.1\r\n\r\n";
+    const char *not_a_token = "BR@W /v1/login HTTP/1.1\r\n\r\n";
+    char allow[32];
+
+    ck_assert_int_eq(raw_exchange(brew, strlen(brew)), 405);
+    ck_assert_ptr_nonnull(strstr(r->body, "method_not_allowed"));
+    ck_assert_int_eq(harness_header(r, "Allow", allow, sizeof(allow)), 0);
+    ck_assert_str_eq(allow, "POST");
+    ck_assert_int_eq(r->closed, 1);
+    ck_assert_int_eq(raw_exchange(lower, strlen(lower)), 405);
+    ck_assert_int_eq(harness_header(r, "Allow", allow, sizeof(allow)), 0);
+    ck_assert_str_eq(allow, "GET, HEAD");
+    ck_assert_int_eq(raw_exchange(nowhere, strlen(nowhere)), 404);
+    ck_assert_int_eq(raw_exchange(not_a_token, strlen(not_a_token)), 400);
+}
+END_TEST
+
 /* Two Authorization lines are not one token: refused even when the first
  * is valid. */
 START_TEST(a_second_authorization_header_is_refused)
@@ -326,6 +350,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, oversized_body_gets_413);
     tcase_add_test(tc, malformed_requests_get_400);
     tcase_add_test(tc, unmet_expectation_gets_417);
+    tcase_add_test(tc, unknown_methods_get_405_or_404);
     tcase_add_test(tc, a_second_authorization_header_is_refused);
     tcase_add_test(tc, huge_numbers_in_ignored_members_are_valid_json);
     tcase_add_test(tc, slow_client_is_cut_off_and_others_are_served);

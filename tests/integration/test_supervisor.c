@@ -186,6 +186,42 @@ START_TEST(config_errors_exit_2_with_file_and_line)
 }
 END_TEST
 
+/* The admin socket's own folder is made when it is missing (./var on a
+ * fresh checkout, where `verona serve` runs on defaults), private to its
+ * owner; a missing parent is still an error (the test above). */
+START_TEST(admin_socket_folder_is_made)
+{
+    struct cluster c;
+    struct stat st;
+    char text[2048], run[400], out[1024], *at;
+    size_t n;
+    FILE *f;
+
+    cluster_prepare(&c, 1, ROOMY);
+    f = fopen(c.config_path, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    at = strstr(text, "admin_socket = verona.sock\n");
+    ck_assert_ptr_nonnull(at);
+    f = fopen(c.config_path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%.*sadmin_socket = r/verona.sock\n%s", (int)(at - text), text,
+            at + strlen("admin_socket = verona.sock\n"));
+    fclose(f);
+    snprintf(run, sizeof(run), "%s/r", c.dir);
+    ck_assert_int_ne(stat(run, &st), 0);
+    snprintf(c.socket_path, sizeof(c.socket_path), "%s/r/verona.sock", c.dir);
+    ck_assert_int_eq(cluster_launch(&c, 1), 0);
+    ck_assert_int_eq(stat(run, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+    ck_assert_int_eq(cluster_ctl(&c, "status", out, sizeof(out)), 0);
+    cluster_stop(&c);
+}
+END_TEST
+
 /* The sockets serve bound at start cannot move on a reload, and a build
  * that is not there cannot be rolled out: each change is refused by name
  * (exit 2, as at startup) and the pool and its sockets stay. */
@@ -510,6 +546,7 @@ Suite *supervisor_suite(void)
     tcase_add_test(tc, starts_serves_and_reports_status);
     tcase_add_test(tc, bad_admin_input_changes_nothing);
     tcase_add_test(tc, config_errors_exit_2_with_file_and_line);
+    tcase_add_test(tc, admin_socket_folder_is_made);
     tcase_add_test(tc, reload_refuses_to_move_the_bound_sockets);
     tcase_add_test(tc, address_in_use_is_a_clear_error);
     tcase_add_test(tc, worker_that_exits_at_start_backs_off);
