@@ -100,6 +100,7 @@ static const struct config_key config_keys[] = {
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
+_Static_assert(CONFIG_KEY_COUNT <= CONFIG_KEYS_MAX, "struct config: key_line too short");
 
 static void config_error(char *err, size_t errsize, const char *fmt, ...)
 {
@@ -498,6 +499,40 @@ static char *config_read_file(const char *path, char *err, size_t errsize)
     return text;
 }
 
+/* Notes the line each key is set on (the last, for a repeated key), for
+ * the messages of config_finish() about keys together. */
+static void config_note_lines(struct config *cfg, const char *text, const char *origin)
+{
+    const char *p = text;
+
+    snprintf(cfg->origin, sizeof(cfg->origin), "%s", origin);
+    for (int line = 1; *p != '\0'; line++) {
+        const char *end = strchr(p, '\n');
+        size_t start = strspn(p, " \t"), n = strspn(p + start, "abcdefghijklmnopqrstuvwxyz_0123456789");
+
+        for (size_t i = 0; i < CONFIG_KEY_COUNT && n > 0; i++)
+            if (strlen(config_keys[i].name) == n && strncmp(p + start, config_keys[i].name, n) == 0)
+                cfg->key_line[i] = line;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+}
+
+const char *config_where(const struct config *cfg, const char *a, const char *b, char *buf, size_t size)
+{
+    const struct config_key *ka = config_key_find(a), *kb = b != NULL ? config_key_find(b) : NULL;
+    int la = ka != NULL ? cfg->key_line[ka - config_keys] : 0;
+    int lb = kb != NULL ? cfg->key_line[kb - config_keys] : 0;
+    int line = la > lb ? la : lb;
+
+    if (line > 0)
+        snprintf(buf, size, "%s:%d: ", cfg->origin, line);
+    else if (size > 0)
+        buf[0] = '\0';
+    return buf;
+}
+
 int config_load_file(struct config *cfg, const char *path, char *err, size_t errsize)
 {
     char base_dir[PATH_MAX];
@@ -522,6 +557,8 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
         return -1;
     }
     rc = ini_parse_string(text, config_on_ini_line, &st);
+    if (rc == 0)
+        config_note_lines(cfg, text, path);
     free(text);
     return config_parse_result(rc, path, msg, err, errsize);
 }
@@ -532,10 +569,14 @@ int config_load_string(struct config *cfg, const char *text, const char *origin,
     char msg[CONFIG_ERROR_MAX] = "";
     struct config_parse_state st = { cfg, NULL, msg, sizeof(msg), { 0 } };
 
+    int rc;
+
     if (config_check_lines(text, origin, err, errsize) != 0)
         return -1;
-    return config_parse_result(ini_parse_string(text, config_on_ini_line, &st), origin, msg, err,
-                               errsize);
+    rc = ini_parse_string(text, config_on_ini_line, &st);
+    if (rc == 0)
+        config_note_lines(cfg, text, origin);
+    return config_parse_result(rc, origin, msg, err, errsize);
 }
 
 int config_cpus(void)
@@ -552,6 +593,7 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
 {
     const char *url = getenv("VERONA_DATABASE_URL");
     int cpus = config_cpus();
+    char where[PATH_MAX + 16];
 
     if (url == NULL || url[0] == '\0')
         url = getenv("DATABASE_URL");
@@ -583,22 +625,25 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
             cfg->hash_threads = budget < 1 ? 1 : (int)budget;
     }
     if (cfg->memory_hard_limit_mb < cfg->memory_soft_limit_mb) {
-        config_error(err, errsize, "memory_hard_limit_mb (%d) is below memory_soft_limit_mb (%d)",
+        config_error(err, errsize, "%smemory_hard_limit_mb (%d) is below memory_soft_limit_mb (%d)",
+                     config_where(cfg, "memory_hard_limit_mb", "memory_soft_limit_mb", where, sizeof(where)),
                      cfg->memory_hard_limit_mb, cfg->memory_soft_limit_mb);
         return -1;
     }
     if (cfg->metrics_listen[0] != '\0' && strcmp(cfg->metrics_listen, cfg->listen) == 0) {
-        config_error(err, errsize, "metrics_listen (%s) is the address of listen: give /metrics its own port",
-                     cfg->metrics_listen);
+        config_error(err, errsize, "%smetrics_listen (%s) is the address of listen: give /metrics its own port",
+                     config_where(cfg, "metrics_listen", "listen", where, sizeof(where)), cfg->metrics_listen);
         return -1;
     }
     if (cfg->health_timeout_ms < cfg->health_interval_ms) {
-        config_error(err, errsize, "health_timeout_ms (%d) is below health_interval_ms (%d)",
+        config_error(err, errsize, "%shealth_timeout_ms (%d) is below health_interval_ms (%d)",
+                     config_where(cfg, "health_timeout_ms", "health_interval_ms", where, sizeof(where)),
                      cfg->health_timeout_ms, cfg->health_interval_ms);
         return -1;
     }
     if (cfg->database_url[0] == '\0') {
-        config_error(err, errsize, "database_url: empty (set it, or VERONA_DATABASE_URL)");
+        config_error(err, errsize, "%sdatabase_url: empty (set it, or VERONA_DATABASE_URL)",
+                     config_where(cfg, "database_url", NULL, where, sizeof(where)));
         return -1;
     }
     /* The supervisor hands its workers the settings as config lines. */

@@ -28,6 +28,8 @@ struct config_cidr {
     int prefix;
 };
 
+#define CONFIG_KEYS_MAX 40
+
 struct config {
     char listen[128];
     char database_url[1024];
@@ -57,6 +59,11 @@ struct config {
     int audit_retention_days;
     char registration[16];
 
+    /* Where each key was last set, for messages about a key once its
+     * file is read: the file, and the line (0: not set there). */
+    char origin[PATH_MAX];
+    int key_line[CONFIG_KEYS_MAX];
+
     /* Derived by config_finish(), not keys. */
     int trusted_proxy_count;
     struct config_cidr trusted_proxy[CONFIG_CIDR_MAX];
@@ -79,6 +86,10 @@ int config_load_string(struct config *cfg, const char *text, const char *origin,
 /* Applies VERONA_DATABASE_URL / DATABASE_URL, resolves the automatic
  * values and checks the keys against each other. Returns 0 or -1 + err. */
 int config_finish(struct config *cfg, char *err, size_t errsize);
+
+/* "FILE:LINE: " where the later of keys `a` and `b` (b may be NULL) was
+ * set in the file read, or "" when neither was; in `buf`, returned. */
+const char *config_where(const struct config *cfg, const char *a, const char *b, char *buf, size_t size);
 
 /* The CPUs online (at least 1): the default of `workers` and `hash_threads`
  * and the slots of the supervisor's hash gate. */

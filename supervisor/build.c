@@ -65,7 +65,11 @@ struct build *build_open(const struct config *cfg, char *err, size_t errsize)
     if (build_locate(cfg, build->path, sizeof(build->path), err, errsize) != 0)
         goto fail;
     if (access(build->path, X_OK) != 0) {
-        snprintf(err, errsize, "worker_binary %.200s: %s", build->path, strerror(errno));
+        char where[PATH_MAX + 16];
+        int e = errno;
+
+        snprintf(err, errsize, "%sworker_binary %.200s: %s",
+                 config_where(cfg, "worker_binary", NULL, where, sizeof(where)), build->path, strerror(e));
         goto fail;
     }
     /* Not close-on-exec: a #! script build needs /proc/self/fd/N to stay

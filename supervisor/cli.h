@@ -18,6 +18,11 @@
  * error and returns CLI_USAGE on failure. */
 int cli_config_load(struct config *cfg, const char *path);
 
+/* getopt for the subcommands that take -c FILE and -h/--help: returns
+ * 'c' (optarg set), 'h', -1 at the end, or '?' after printing one line
+ * that says what is wrong ("verona COMMAND: ..."). */
+int cli_getopt(int argc, char **argv, const char *command);
+
 int migrate_main(int argc, char **argv);
 int users_main(int argc, char **argv);
 int serve_main(int argc, char **argv);

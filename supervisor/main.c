@@ -1,4 +1,5 @@
 /* supervisor/main.c - the `verona` program: picks the subcommand. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sodium.h>
@@ -32,16 +33,39 @@ int cli_config_load(struct config *cfg, const char *path)
         return CLI_USAGE;
     }
     if (config_finish(cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "verona: %s: %s\n", path != NULL ? path : "defaults", err);
+        /* An error about keys of the file starts with its FILE:LINE. */
+        if (path != NULL && strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':')
+            fprintf(stderr, "verona: %s\n", err);
+        else
+            fprintf(stderr, "verona: %s: %s\n", path != NULL ? path : "defaults", err);
         return CLI_USAGE;
     }
     return CLI_OK;
 }
 
+int cli_getopt(int argc, char **argv, const char *command)
+{
+    static const struct option options[] = { { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+    int opt;
+
+    opterr = 0; /* one line of our own instead */
+    opt = getopt_long(argc, argv, "+c:h", options, NULL);
+    if (opt != '?')
+        return opt;
+    if (optopt == 'c')
+        fprintf(stderr, "verona %s: -c needs a FILE (see verona %s -h)\n", command, command);
+    else if (optopt != 0)
+        fprintf(stderr, "verona %s: unknown option '-%c' (see verona %s -h)\n", command, optopt, command);
+    else
+        fprintf(stderr, "verona %s: unknown option '%.64s' (see verona %s -h)\n", command, argv[optind - 1],
+                command);
+    return '?';
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        cli_usage(stderr);
+        fprintf(stderr, "verona: missing command (serve, ctl, migrate, user, config-example) (see verona --help)\n");
         return CLI_USAGE;
     }
     if (sodium_init() < 0) {

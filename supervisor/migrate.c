@@ -84,11 +84,15 @@ int migrate_main(int argc, char **argv)
     int opt, rc = CLI_FAILED, applied = 0;
 
     optind = 1;
-    while ((opt = getopt(argc, argv, "c:")) != -1) {
-        if (opt != 'c') {
-            fprintf(stderr, "usage: verona migrate [-c FILE]\n");
-            return CLI_USAGE;
+    while ((opt = cli_getopt(argc, argv, "migrate")) != -1) {
+        if (opt == 'h') {
+            printf("usage: verona migrate [-c FILE]\n"
+                   "  Applies the migrations this build has and the database lacks, each in a\n"
+                   "  transaction, under an advisory lock (safe from several hosts at once).\n");
+            return CLI_OK;
         }
+        if (opt != 'c')
+            return CLI_USAGE;
         config_path = optarg;
     }
     if (optind != argc) {

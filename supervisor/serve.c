@@ -216,7 +216,7 @@ int serve_main(int argc, char **argv)
     int opt;
 
     optind = 1;
-    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+    while ((opt = cli_getopt(argc, argv, "serve")) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
@@ -225,7 +225,6 @@ int serve_main(int argc, char **argv)
             serve_usage(stdout);
             return CLI_OK;
         default:
-            serve_usage(stderr);
             return CLI_USAGE;
         }
     }

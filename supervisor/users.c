@@ -24,8 +24,8 @@ static const char *users_pg_error(PGconn *pg)
 
 static void users_usage(void)
 {
-    fprintf(stderr, "usage: verona user add|passwd|lock|unlock NAME [-c FILE]\n"
-                    "  add and passwd read the password from stdin (one line)\n");
+    printf("usage: verona user add|passwd|lock|unlock NAME [-c FILE]\n"
+           "  add and passwd read the password from stdin (one line)\n");
 }
 
 /* Reads one line (the password) from stdin; 0, or -1 with a message. */
@@ -112,24 +112,33 @@ int users_main(int argc, char **argv)
     PGconn *pg;
     int opt, rc;
 
-    if (argc < 3) {
+    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         users_usage();
+        return CLI_OK;
+    }
+    if (argc < 2) {
+        fprintf(stderr, "verona user: missing action (add, passwd, lock, unlock) (see verona user -h)\n");
         return CLI_USAGE;
     }
     action = argv[1];
-    name = argv[2];
     if (strcmp(action, "add") != 0 && strcmp(action, "passwd") != 0 && strcmp(action, "lock") != 0 &&
         strcmp(action, "unlock") != 0) {
-        fprintf(stderr, "verona user: unknown action '%s'\n", action);
-        users_usage();
+        fprintf(stderr, "verona user: unknown action '%.64s' (add, passwd, lock, unlock)\n", action);
         return CLI_USAGE;
     }
+    if (argc < 3 || argv[2][0] == '-') {
+        fprintf(stderr, "verona user %s: missing NAME (see verona user -h)\n", action);
+        return CLI_USAGE;
+    }
+    name = argv[2];
     optind = 3;
-    while ((opt = getopt(argc, argv, "c:")) != -1) {
-        if (opt != 'c') {
+    while ((opt = cli_getopt(argc, argv, "user")) != -1) {
+        if (opt == 'h') {
             users_usage();
-            return CLI_USAGE;
+            return CLI_OK;
         }
+        if (opt != 'c')
+            return CLI_USAGE;
         config_path = optarg;
     }
     if (optind != argc) {

@@ -99,6 +99,28 @@ START_TEST(bad_usage_exits_2)
     ck_assert_ptr_nonnull(strstr(out, "/tmp: not a regular file"));
     ck_assert_int_eq(verona("config-example extra", NULL, out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, "config-example takes no arguments"));
+    /* One line that says what is wrong, not the whole usage. */
+    {
+        static const struct {
+            const char *args, *says;
+        } bad[] = {
+            { "", "verona: missing command" },
+            { "serve -x", "verona serve: unknown option '-x'" },
+            { "serve -c", "verona serve: -c needs a FILE" },
+            { "migrate --frob", "verona migrate: unknown option '--frob'" },
+            { "user", "verona user: missing action" },
+            { "user add", "verona user add: missing NAME" },
+            { "user add bob -z", "verona user: unknown option '-z'" },
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            ck_assert_int_eq(verona(bad[i].args, NULL, out, sizeof(out)), 2);
+            ck_assert_msg(strncmp(out, bad[i].says, strlen(bad[i].says)) == 0 && strchr(out, '\n') == out + strlen(out) - 1,
+                          "verona %s: %s", bad[i].args, out);
+        }
+        ck_assert_int_eq(verona("user --help", NULL, out, sizeof(out)), 0);
+        ck_assert_ptr_nonnull(strstr(out, "usage: verona user"));
+    }
 }
 END_TEST
 

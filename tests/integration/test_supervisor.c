@@ -177,7 +177,11 @@ START_TEST(config_errors_exit_2_with_file_and_line)
     ck_assert_msg(strstr(out, ":2:") != NULL && strstr(out, "health_interval_ms") != NULL, "got: %s", out);
     snprintf(text, sizeof(text), "listen = 127.0.0.1:%d\nmetrics_listen = 127.0.0.1:%d\n", port, port);
     ck_assert_int_eq(serve_refuses(text, out, sizeof(out)), 2);
-    ck_assert_msg(strstr(out, "metrics_listen") != NULL && strstr(out, "address of listen") != NULL, "got: %s", out);
+    ck_assert_msg(strstr(out, ":2: metrics_listen") != NULL && strstr(out, "address of listen") != NULL, "got: %s", out);
+    /* A build that is not there, named by the line that points at it. */
+    snprintf(text, sizeof(text), "listen = 127.0.0.1:%d\nworker_binary = /nonexistent/verona-worker\n", port);
+    ck_assert_int_eq(serve_refuses(text, out, sizeof(out)), 2);
+    ck_assert_msg(strstr(out, ":2: worker_binary /nonexistent/verona-worker: No such file") != NULL, "got: %s", out);
     /* Not a config error but the machine's: exit 1, and what is missing. */
     snprintf(text, sizeof(text), "listen = 127.0.0.1:%d\nmetrics_listen = 127.0.0.1:%d\nadmin_socket = /nonexistent/run/v.sock\n",
              port, harness_free_port());

@@ -237,6 +237,17 @@ START_TEST(cross_key_checks)
     ck_assert_int_eq(config_set(&cfg, "metrics_listen", cfg.listen, err, sizeof(err)), 0);
     ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "metrics_listen (127.0.0.1:8080) is the address of listen"));
+    /* Read from a file, the message says where: the later of the two
+     * keys' lines, or the one line that set either. */
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_string(&cfg, "workers = 2\nmemory_hard_limit_mb = 100\n\n"
+                                              "memory_soft_limit_mb = 200\n", "v.conf", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_msg(strncmp(err, "v.conf:4: memory_hard_limit_mb (100)", 36) == 0, "%s", err);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load_string(&cfg, "# timings\n  health_timeout_ms = 60\n", "v.conf", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_msg(strncmp(err, "v.conf:2: health_timeout_ms (60)", 32) == 0, "%s", err);
 }
 END_TEST
 
