@@ -57,6 +57,7 @@ struct pool_worker {
     int killed;                  /* SIGKILL sent */
     int exiting;                 /* reaped: its last bytes are being read */
     int kill_reason;             /* REASON_* when killed or drained on purpose, else -1 */
+    char kill_detail[96];        /* why it was killed, in words (rollout halts say it) */
     struct pool_worker *replaces;/* the worker to drain once this one is ready */
     int being_replaced;          /* a replacement for this one is starting */
     uint64_t started_ms, ready_ms, last_pong_ms, drain_ms;

@@ -178,7 +178,7 @@ void rollout_on_ready(struct pool *pool, struct pool_worker *w)
 
 void rollout_on_exit(struct pool *pool, struct pool_worker *w, int planned, const char *detail)
 {
-    char reason[160];
+    char reason[256];
 
     if (planned || pool->rollout.state != ROLLOUT_ROLLING || w->build != pool->rollout.to)
         return;

@@ -43,13 +43,13 @@ struct rollout {
     int slots_total;
     int slots_done;
     uint64_t canary_ready_ms;  /* 0 until the first new worker is ready */
-    char reason[160];
+    char reason[256];
     /* The last rollout rolled back: a new binary is not tried again until
      * the file changes; the same binary with new settings (only settings
      * changed) not until the settings change (rejected_settings, owned). */
     char rejected_sha[65];
     char *rejected_settings;
-    char rejected_reason[160];
+    char rejected_reason[256];
     uint64_t started_ms;
     uint64_t count_done, count_rolled_back;
     struct rollout_waiter *waiters;

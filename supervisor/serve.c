@@ -81,7 +81,7 @@ static void serve_on_stop_deadline(uv_timer_t *t)
     pool_stop(&sup->pool, 1);
 }
 
-int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
+static int supervisor_try_reload(struct supervisor *sup, char *err, size_t errsize)
 {
     struct config cfg;
     struct build *build;
@@ -149,6 +149,16 @@ int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
     return 0;
 }
 
+int supervisor_reload(struct supervisor *sup, char *err, size_t errsize)
+{
+    int rc = supervisor_try_reload(sup, err, errsize);
+
+    /* Whoever asked (SIGHUP, ctl), a refusal is in the log. */
+    if (rc != 0)
+        log_emit(LOG_WARN, "reload_refused", json_pack("{s:s}", "reason", err));
+    return rc;
+}
+
 void supervisor_stop(struct supervisor *sup, int immediate, const char *why)
 {
     if (sup->state == SUPERVISOR_QUITTING || (sup->state == SUPERVISOR_STOPPING && !immediate))
@@ -183,15 +193,19 @@ static void serve_on_signal(uv_signal_t *s, int signum)
             log_emit(LOG_WARN, "scale_refused", json_pack("{s:s}", "reason", "rollout in progress"));
             break;
         }
-        if (sup->state == SUPERVISOR_RUNNING && signum == SIGTTIN && sup->pool.target < POOL_SLOTS_MAX)
-            pool_scale(&sup->pool, sup->pool.target + 1);
-        if (sup->state == SUPERVISOR_RUNNING && signum == SIGTTOU && sup->pool.target > 1)
-            pool_scale(&sup->pool, sup->pool.target - 1);
+        if (sup->state != SUPERVISOR_RUNNING)
+            break;
+        if ((signum == SIGTTIN && sup->pool.target >= POOL_SLOTS_MAX) || (signum == SIGTTOU && sup->pool.target <= 1)) {
+            log_emit(LOG_WARN, "scale_refused",
+                     json_pack("{s:s, s:i}", "reason", signum == SIGTTIN ? "already at the most workers" : "already at one worker",
+                               "workers", sup->pool.target));
+            break;
+        }
+        pool_scale(&sup->pool, sup->pool.target + (signum == SIGTTIN ? 1 : -1));
         break;
     case SIGHUP: {
         char err[CONFIG_ERROR_MAX + 64];
-        if (supervisor_reload(sup, err, sizeof(err)) != 0)
-            log_emit(LOG_WARN, "reload_refused", json_pack("{s:s}", "reason", err));
+        supervisor_reload(sup, err, sizeof(err)); /* a refusal is logged there */
         break;
     }
     default:

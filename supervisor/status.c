@@ -41,16 +41,16 @@ json_t *status_json(struct supervisor *sup)
             ready += w->state == WORKER_READY;
             shown = 1;
             json_array_append_new(
-                workers, json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
-                                   "state", names[w->state], "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
+                workers, json_pack("{s:i, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
+                                   "state", names[w->state], "db_up", w->db_up, "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
                                    (json_int_t)((now - w->started_ms) / 1000), "requests", (json_int_t)n,
                                    "restarts", (json_int_t)pool->slots[slot].restarts, "build_id",
                                    w->build_id, "binary_sha256", w->build->sha256));
         }
         if (!shown && pool->slots[slot].in_backoff && slot < pool->target)
             json_array_append_new(
-                workers, json_pack("{s:i, s:n, s:s, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid",
-                                   "state", "backoff", "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
+                workers, json_pack("{s:i, s:n, s:s, s:b, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid",
+                                   "state", "backoff", "db_up", 0, "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
                                    (json_int_t)pool->slots[slot].restarts, "build_id", "", "binary_sha256",
                                    pool->build->sha256, "retry_in_ms",
                                    (json_int_t)(pool->slots[slot].backoff_until_ms > now
@@ -86,7 +86,7 @@ char *status_table(struct supervisor *sup)
         json_decref(doc);
         return NULL;
     }
-    len += (size_t)snprintf(out, cap, "%-5s %-8s %-9s %9s %8s %10s %8s  %-14s %s\n", "SLOT", "PID", "STATE", "RSS_MB",
+    len += (size_t)snprintf(out, cap, "%-5s %-8s %-9s %-4s %9s %8s %10s %8s  %-14s %s\n", "SLOT", "PID", "STATE", "DB", "RSS_MB",
                             "UPTIME_S", "REQUESTS", "RESTARTS", "BUILD", "BINARY");
     json_array_foreach(workers, i, row) {
         char line[256], pid[16] = "-";
@@ -94,9 +94,10 @@ char *status_table(struct supervisor *sup)
 
         if (json_is_integer(json_object_get(row, "pid"))) /* null: a slot in backoff has no process */
             snprintf(pid, sizeof(pid), "%d", (int)json_integer_value(json_object_get(row, "pid")));
-        n = snprintf(line, sizeof(line), "%-5d %-8s %-9s %9.1f %8lld %10lld %8lld  %-14.14s %.12s\n",
+        n = snprintf(line, sizeof(line), "%-5d %-8s %-9s %-4s %9.1f %8lld %10lld %8lld  %-14.14s %.12s\n",
                          (int)json_integer_value(json_object_get(row, "slot")), pid,
                          json_string_value(json_object_get(row, "state")),
+                         json_is_true(json_object_get(row, "db_up")) ? "up" : "down",
                          (double)json_integer_value(json_object_get(row, "rss_bytes")) / 1048576.0,
                          (long long)json_integer_value(json_object_get(row, "uptime_s")),
                          (long long)json_integer_value(json_object_get(row, "requests")),

@@ -133,6 +133,7 @@ static void bad_build_is_rolled_back(const char *script_body, int delete_old_fir
     code = cluster_ctl(&c, "reload --wait", out, sizeof(out));
     ck_assert_msg(code == 1, "reload --wait gave %d: %s", code, out);
     ck_assert_ptr_nonnull(strstr(out, "rolled back"));
+    ck_assert_msg(strstr(out, why) != NULL, "reload --wait says '%s', lacks '%s'", out, why);
     wrk_finish(&session);
     wrk_finish(&fresh);
     ck_assert_msg(session.errors == 0 && session.non_2xx == 0, "%ld errors %ld non-2xx (%s)", session.errors,
@@ -203,7 +204,7 @@ START_TEST(build_that_never_becomes_ready_is_rolled_back)
     char body[600];
 
     snprintf(body, sizeof(body), "VERONA_TEST_NEVER_READY=1 exec %s/verona-worker", getenv("VERONA_BIN_DIR"));
-    bad_build_is_rolled_back(body, 0, "(hang)");
+    bad_build_is_rolled_back(body, 0, "(hang: not ready within ready_timeout_ms)");
 }
 END_TEST
 

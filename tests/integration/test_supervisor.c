@@ -40,6 +40,21 @@ static void fake_worker(const char *tag, const char *body, char *out, size_t siz
     chmod(out, 0755);
 }
 
+/* 1 when a line of the cluster's log holds both texts. */
+static int log_line_has(const struct cluster *c, const char *a, const char *b)
+{
+    FILE *f = fopen(c->log_path, "r");
+    char line[4096];
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, a) != NULL && strstr(line, b) != NULL;
+    fclose(f);
+    return found;
+}
+
 START_TEST(starts_serves_and_reports_status)
 {
     struct cluster c;
@@ -57,6 +72,7 @@ START_TEST(starts_serves_and_reports_status)
     ck_assert_int_gt(json_integer_value(json_object_get(row, "pid")), 0);
     ck_assert_int_gt(json_integer_value(json_object_get(row, "rss_bytes")), 1 << 20);
     ck_assert_str_eq(json_string_value(json_object_get(row, "state")), "ready");
+    ck_assert(json_is_true(json_object_get(row, "db_up")));
     ck_assert_int_eq(strlen(json_string_value(json_object_get(row, "binary_sha256"))), 64);
     ck_assert_int_gt(strlen(json_string_value(json_object_get(row, "build_id"))), 0);
     totals = json_object_get(doc, "totals");
@@ -70,7 +86,20 @@ START_TEST(starts_serves_and_reports_status)
     ck_assert_ptr_nonnull(strstr(out, "ready"));
     ck_assert_int_eq(stat(c.socket_path, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
+    /* One worker left: TTOU cannot go below it, and says so. */
+    ck_assert_int_eq(cluster_ctl(&c, "scale 1", out, sizeof(out)), 0);
+    ck_assert_int_eq(cluster_wait_workers(&c, 1, 1, 15000), 0);
+    kill(c.pid, SIGTTOU);
+    {
+        long long deadline = harness_now_ms() + 5000;
+        while (harness_now_ms() < deadline && !cluster_log_contains(&c, "already at one worker"))
+            cluster_pause_ms(20);
+    }
+    ck_assert(cluster_log_contains(&c, "already at one worker"));
+    ck_assert_int_eq(cluster_count(&c, "ready"), 1);
     cluster_stop(&c);
+    /* The stop drains for the stop, not for a scale. */
+    ck_assert(log_line_has(&c, "\"worker_drain\"", "\"reason\":\"stop\""));
     free(r);
 }
 END_TEST
@@ -259,6 +288,9 @@ START_TEST(reload_refuses_to_move_the_bound_sockets)
                           strchr(out, '\n') == out + strlen(out) - 1,
                       "got: %s", out);
     }
+    /* Refused through ctl as through SIGHUP: the log says so. */
+    ck_assert(cluster_log_contains(&c, "\"reload_refused\""));
+    ck_assert(cluster_log_contains(&c, "metrics_listen changed"));
     ck_assert_int_eq(cluster_count(&c, "ready"), 1);
     {
         struct harness_response *r = calloc(1, sizeof(*r));
@@ -510,6 +542,18 @@ START_TEST(cold_start_without_database_serves_503_not_a_hang)
                                      "Authorization: Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", NULL, r),
                      503);
     ck_assert_int_eq(harness_request(c.port, "GET", "/readyz", NULL, NULL, r), 503);
+    /* Put to serve (503s) though they never reported ready: status says
+     * they do not reach PostgreSQL. */
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, -1, 15000), 0);
+    {
+        json_t *doc = cluster_status(&c), *row;
+        size_t i;
+
+        ck_assert_ptr_nonnull(doc);
+        json_array_foreach(json_object_get(doc, "workers"), i, row)
+            ck_assert(json_is_false(json_object_get(row, "db_up")));
+        json_decref(doc);
+    }
     cluster_stop(&c);
     free(r);
 }
