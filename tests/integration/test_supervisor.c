@@ -546,12 +546,12 @@ START_TEST(cold_start_without_database_serves_503_not_a_hang)
      * they do not reach PostgreSQL. */
     ck_assert_int_eq(cluster_wait_workers(&c, 2, -1, 15000), 0);
     {
-        json_t *doc = cluster_status(&c), *row;
-        size_t i;
+        json_t *doc = cluster_status(&c), *workers;
 
         ck_assert_ptr_nonnull(doc);
-        json_array_foreach(json_object_get(doc, "workers"), i, row)
-            ck_assert(json_is_false(json_object_get(row, "db_up")));
+        workers = json_object_get(doc, "workers");
+        for (size_t i = 0; i < json_array_size(workers); i++)
+            ck_assert(json_is_false(json_object_get(json_array_get(workers, i), "db_up")));
         json_decref(doc);
     }
     cluster_stop(&c);
