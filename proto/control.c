@@ -230,14 +230,17 @@ static int control_counters_decode(json_t *obj, struct control_counters *c)
             long status = strtol(code, &end, 10);
             int s;
 
+            /* A status this build does not list (a newer worker's, during
+             * a rollout) counts as "other": it is no protocol error. */
             if (strcmp(code, "other") == 0)
                 s = CONTROL_STATUS_COUNT - 1;
-            else if (*end != '\0' || end == code || (s = control_status_index((int)status)) ==
-                                                        CONTROL_STATUS_COUNT - 1)
+            else if (*end != '\0' || end == code || status < 100 || status > 599)
                 return -1;
+            else
+                s = control_status_index((int)status);
             if (!json_is_integer(n) || json_integer_value(n) < 0)
                 return -1;
-            c->requests[r][s] = (uint64_t)json_integer_value(n);
+            c->requests[r][s] += (uint64_t)json_integer_value(n);
         }
     }
     json_object_foreach(latency, key, value) {

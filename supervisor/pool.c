@@ -583,8 +583,9 @@ static struct pool_worker *pool_slot_sole(struct pool *pool, int slot)
 }
 
 /* Scaling down drains the newest workers (SPEC.md section 6): the workers
- * of the slots that stay and those of the slots that go swap slots until
- * every one that stays is at least as old as every one that goes. */
+ * of the slots that stay and those of the slots that go swap slots, with
+ * the slots' restart counts, until every one that stays is at least as
+ * old as every one that goes. */
 static void pool_keep_oldest(struct pool *pool, int target)
 {
     for (;;) {
@@ -606,6 +607,18 @@ static void pool_keep_oldest(struct pool *pool, int target)
         slot = newest_kept->slot;
         newest_kept->slot = oldest_gone->slot;
         oldest_gone->slot = slot;
+        /* A slot's history goes with its worker (neither slot is in
+         * backoff: each has its worker). */
+        {
+            struct pool_slot *a = &pool->slots[newest_kept->slot], *b = &pool->slots[oldest_gone->slot];
+            uint64_t restarts = a->restarts;
+            int failures = a->failures;
+
+            a->restarts = b->restarts;
+            a->failures = b->failures;
+            b->restarts = restarts;
+            b->failures = failures;
+        }
     }
 }
 

@@ -274,21 +274,17 @@ static const char *http_header_value(const struct http_request *req, const struc
 }
 
 /* 1 when the request expects 100-continue, 0 when it expects nothing, -1
- * when any Expect field asks for something else (trailing blanks aside). */
+ * when any Expect field asks for something else. */
 static int http_request_expect(const struct http_request *req)
 {
     int found = 0;
 
     for (int i = 0; i < req->header_count; i++) {
         const struct http_header *h = &req->headers[i];
-        const char *value = http_header_value(req, h);
-        size_t len = strlen(value);
 
         if (strcasecmp(req->text + h->name_off, "expect") != 0)
             continue;
-        while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
-            len--;
-        if (len != 12 || strncasecmp(value, "100-continue", 12) != 0)
+        if (strcasecmp(http_header_value(req, h), "100-continue") != 0)
             return -1;
         found = 1;
     }
@@ -317,6 +313,15 @@ static int http_on_headers_complete(http_parser *p)
     q = strchr(req->text, '?');
     if (q != NULL && req->path == req->text)
         *q = '\0';
+    /* A field value has no trailing blanks (RFC 9110 5.5; http_parser
+     * drops only the leading ones). */
+    for (int i = 0; i < req->header_count; i++) {
+        struct http_header *h = &req->headers[i];
+        char *value = req->text + h->value_off;
+
+        while (h->value_len > 0 && (value[h->value_len - 1] == ' ' || value[h->value_len - 1] == '\t'))
+            value[--h->value_len] = '\0';
+    }
     if (p->content_length != ULLONG_MAX && p->content_length > HTTP_BODY_MAX_BYTES) {
         c->error_status = 413;
         return -1;

@@ -118,7 +118,9 @@ json_t *route_json_body(struct route_ctx *ctx, int optional)
         return NULL;
     }
     /* Numbers past 64 bits in members we ignore are still valid JSON. */
-    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &error);
+    /* \u0000 is valid JSON: route_json_string() refuses it by name. */
+    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL,
+                     &error);
     if (obj == NULL) {
         route_error(ctx, 400, "invalid_request", "the body is not valid JSON (UTF-8, no duplicate keys)",
                     NULL);
@@ -137,11 +139,12 @@ int route_json_string(struct route_ctx *ctx, json_t *obj, const char *name, cons
     json_t *v = json_object_get(obj, name);
     char message[96];
 
-    if (v != NULL && json_is_string(v)) {
+    if (v != NULL && json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v)) {
         *out = json_string_value(v);
         return 0;
     }
-    snprintf(message, sizeof(message), "\"%s\" must be a string", name);
+    snprintf(message, sizeof(message), "\"%s\" must be a string%s", name,
+             v != NULL && json_is_string(v) ? " without U+0000" : "");
     route_error(ctx, 400, "invalid_request", message, NULL);
     return -1;
 }

@@ -293,10 +293,24 @@ START_TEST(a_second_authorization_header_is_refused)
     ck_assert_int_eq(harness_login(worker.port, name, "violet mango harbour 1912", token, NULL), 200);
     snprintf(req, sizeof(req), "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", token);
     ck_assert_int_eq(raw_exchange(req, strlen(req)), 200);
+    /* Blanks after a field value are not part of it (RFC 9110 5.5). */
+    snprintf(req, sizeof(req), "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s \t \r\n\r\n", token);
+    ck_assert_int_eq(raw_exchange(req, strlen(req)), 200);
     snprintf(req, sizeof(req),
              "GET /v1/session HTTP/1.1\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer %s\r\n\r\n", token,
              token);
     ck_assert_int_eq(raw_exchange(req, strlen(req)), 401);
+}
+END_TEST
+
+/* \u0000 is valid JSON, but no username or password holds it: 400 that
+ * says so, not "not valid JSON". */
+START_TEST(nul_in_a_credential_is_refused_by_name)
+{
+    const char *json = "{\"username\":\"someone\",\"password\":\"long enough\\u0000password\"}";
+
+    ck_assert_int_eq(harness_post_json(worker.port, "/v1/login", NULL, json, r), 400);
+    ck_assert_msg(strstr(r->body, "password\\\" must be a string without U+0000") != NULL, "%s", r->body);
 }
 END_TEST
 
@@ -353,6 +367,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, unknown_methods_get_405_or_404);
     tcase_add_test(tc, a_second_authorization_header_is_refused);
     tcase_add_test(tc, huge_numbers_in_ignored_members_are_valid_json);
+    tcase_add_test(tc, nul_in_a_credential_is_refused_by_name);
     tcase_add_test(tc, slow_client_is_cut_off_and_others_are_served);
     suite_add_tcase(s, tc);
     return s;

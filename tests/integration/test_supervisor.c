@@ -375,6 +375,58 @@ START_TEST(bad_settings_exit_2_goes_straight_to_long_backoff)
 }
 END_TEST
 
+/* A slot's pid and restart count from the status (pid 0: no row). */
+static void slot_row(const struct cluster *c, int slot, int *pid, long *restarts)
+{
+    json_t *doc = cluster_status(c), *workers;
+
+    ck_assert_ptr_nonnull(doc);
+    workers = json_object_get(doc, "workers");
+    *pid = 0;
+    *restarts = -1;
+    for (size_t i = 0; i < json_array_size(workers); i++) {
+        json_t *row = json_array_get(workers, i);
+        if (json_integer_value(json_object_get(row, "slot")) == slot) {
+            *pid = (int)json_integer_value(json_object_get(row, "pid"));
+            *restarts = (long)json_integer_value(json_object_get(row, "restarts"));
+        }
+    }
+    json_decref(doc);
+}
+
+/* Scaling down keeps the oldest workers, moving them to the low slots:
+ * a worker's restart count moves with it, it does not take over the
+ * count of the slot it lands in. */
+START_TEST(scale_down_keeps_each_workers_restart_count)
+{
+    struct cluster c;
+    char out[256];
+    int pid0, pid1, pid;
+    long restarts;
+    long long deadline;
+
+    ck_assert_int_eq(cluster_start(&c, 2, ROOMY, 1), 0);
+    slot_row(&c, 0, &pid0, &restarts);
+    slot_row(&c, 1, &pid1, &restarts);
+    ck_assert_int_gt(pid0, 0);
+    ck_assert_int_gt(pid1, 0);
+    kill(pid0, SIGKILL);
+    deadline = harness_now_ms() + 15000;
+    do {
+        cluster_pause_ms(50);
+        slot_row(&c, 0, &pid, &restarts);
+    } while (harness_now_ms() < deadline && !(pid != pid0 && pid > 0 && cluster_count(&c, "ready") == 2));
+    ck_assert_int_eq(restarts, 1);
+    /* Slot 0 now holds the newest worker: it goes, slot 1's moves down. */
+    ck_assert_int_eq(cluster_ctl(&c, "scale 1", out, sizeof(out)), 0);
+    ck_assert_int_eq(cluster_wait_workers(&c, 1, 1, 15000), 0);
+    slot_row(&c, 0, &pid, &restarts);
+    ck_assert_int_eq(pid, pid1);
+    ck_assert_int_eq(restarts, 0);
+    cluster_stop(&c);
+}
+END_TEST
+
 START_TEST(protocol_garbage_gets_the_worker_killed)
 {
     struct cluster c;
@@ -595,6 +647,7 @@ Suite *supervisor_suite(void)
     tcase_add_test(tc, bad_admin_input_changes_nothing);
     tcase_add_test(tc, config_errors_exit_2_with_file_and_line);
     tcase_add_test(tc, admin_socket_folder_is_made);
+    tcase_add_test(tc, scale_down_keeps_each_workers_restart_count);
     tcase_add_test(tc, reload_refuses_to_move_the_bound_sockets);
     tcase_add_test(tc, address_in_use_is_a_clear_error);
     tcase_add_test(tc, worker_that_exits_at_start_backs_off);

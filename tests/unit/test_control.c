@@ -109,6 +109,20 @@ START_TEST(pong_carries_counters)
         ck_assert(out.counters.connections_accepted == 3);
         ck_assert(out.counters.session_cache_hits == 0 && out.counters.session_cache_misses == 0);
     }
+    /* A status code this build does not list (a newer worker's) adds to
+     * "other"; a code that is no status is refused. */
+    {
+        static const char newer[] =
+            "{\"seq\":5,\"state\":\"ready\",\"connections\":1,\"in_flight\":0,\"hash_queue\":0,"
+            "\"db_up\":true,\"counters\":{\"requests\":{\"login\":{\"other\":1,\"425\":2}},\"latency\":{},"
+            "\"latency_sum_us\":{},\"logins\":{},\"connections_accepted\":3}}";
+        char buf[512], err[256];
+        size_t n = frame_of(buf, CONTROL_VERSION, CONTROL_PONG, newer);
+
+        memset(&out, 0, sizeof(out));
+        ck_assert_int_eq(control_msg_decode(buf, n, &out, err, sizeof(err)), (long)n);
+        ck_assert(out.counters.requests[ROUTE_LOGIN][CONTROL_STATUS_COUNT - 1] == 3);
+    }
     ck_assert_int_eq(control_latency_bucket(10000000), CONTROL_LATENCY_BUCKETS - 1);
 }
 END_TEST
@@ -166,6 +180,11 @@ START_TEST(malformed_frames_are_refused)
                  "{\"seq\":5,\"state\":\"ready\",\"connections\":1,\"in_flight\":0,\"hash_queue\":0,"
                  "\"db_up\":true,\"counters\":{\"requests\":{},\"latency\":{},\"latency_sum_us\":{},"
                  "\"logins\":{},\"connections_accepted\":3,\"session_cache_hits\":-1}}");
+    expect_bad(buf, n);
+    n = frame_of(buf, 1, CONTROL_PONG,
+                 "{\"seq\":5,\"state\":\"ready\",\"connections\":1,\"in_flight\":0,\"hash_queue\":0,"
+                 "\"db_up\":true,\"counters\":{\"requests\":{\"login\":{\"42\":1}},\"latency\":{},"
+                 "\"latency_sum_us\":{},\"logins\":{},\"connections_accepted\":3}}");
     expect_bad(buf, n);
     n = frame_of(buf, 1, CONTROL_SETTINGS, "{\"settings\":3}");
     expect_bad(buf, n);
