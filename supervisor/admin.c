@@ -334,7 +334,7 @@ int admin_start(struct admin *admin, struct supervisor *sup, const char *path, c
                  slash == NULL ? "." : path);
         int missing = stat(dir, &st) != 0;
 
-        if (missing && errno == ENOENT && mkdir(dir, 0700) == 0)
+        if (missing && errno == ENOENT && (mkdir(dir, 0700) == 0 || errno == EEXIST))
             missing = stat(dir, &st) != 0;
         if (missing || !S_ISDIR(st.st_mode)) {
             snprintf(err, errsize, "admin_socket %s: folder %s: %s", path, dir,

@@ -109,7 +109,7 @@ void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char
     w->killed = 1;
     if (w->kill_reason < 0)
         w->kill_reason = (int)reason;
-    snprintf(w->kill_detail, sizeof(w->kill_detail), "%s", detail);
+    snprintf(w->kill_detail, sizeof(w->kill_detail), "%s: %s", pool_reason_names[reason], detail);
     log_emit(LOG_WARN, "worker_kill",
              json_pack("{s:i, s:i, s:s, s:s}", "slot", w->slot, "worker_pid", w->pid, "reason",
                        w->pool->sup->state != SUPERVISOR_RUNNING ? "stop" : pool_reason_names[reason], "detail",
@@ -412,7 +412,7 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
     if (!planned) {
         char detail[160];
         if (w->killed && w->kill_detail[0] != '\0')
-            snprintf(detail, sizeof(detail), "was killed (%s: %s)", pool_reason_names[reason], w->kill_detail);
+            snprintf(detail, sizeof(detail), "was killed (%s)", w->kill_detail);
         else if (term_signal != 0)
             snprintf(detail, sizeof(detail), "killed by signal %d (%s)", term_signal, pool_reason_names[reason]);
         else

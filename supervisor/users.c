@@ -110,7 +110,7 @@ int users_main(int argc, char **argv)
     const char *config_path = NULL, *action, *name;
     struct config cfg;
     PGconn *pg;
-    int opt, rc;
+    int opt, rc, first;
 
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         users_usage();
@@ -126,12 +126,15 @@ int users_main(int argc, char **argv)
         fprintf(stderr, "verona user: unknown action '%.64s' (add, passwd, lock, unlock)\n", action);
         return CLI_USAGE;
     }
-    if (argc < 3 || argv[2][0] == '-') {
+    /* "-bob" is a valid username; "--" ends the options before NAME. */
+    first = argc > 2 && strcmp(argv[2], "--") == 0 ? 3 : 2;
+    if (argc <= first || (first == 2 && (strcmp(argv[2], "-c") == 0 || strcmp(argv[2], "-h") == 0 ||
+                                         strcmp(argv[2], "--help") == 0))) {
         fprintf(stderr, "verona user %s: missing NAME (see verona user -h)\n", action);
         return CLI_USAGE;
     }
-    name = argv[2];
-    optind = 3;
+    name = argv[first];
+    optind = first + 1;
     while ((opt = cli_getopt(argc, argv, "user")) != -1) {
         if (opt == 'h') {
             users_usage();

@@ -115,9 +115,9 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
 void db_query_send(struct db *db, struct db_query *q);
 
 /* 1 when at least one connection is up and PostgreSQL answers: not when
- * a query has waited over DB_STALL_MS for an answer and none came in that
- * time (a frozen server keeps its connections open). When all is quiet a
- * probe query runs once a second, so a stall shows without traffic. */
+ * a query has waited over 2.5 s for an answer and none came in that time
+ * (a frozen server keeps its connections open). After every quiet half
+ * second a probe query runs, so a stall shows without traffic. */
 int db_is_up(const struct db *db);
 
 /* 1 when none is up because the database lacks this build's migrations. */

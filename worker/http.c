@@ -371,6 +371,11 @@ static int http_on_message_complete(http_parser *p)
     return 0;
 }
 
+int http_request_peer_gone(const struct http_request *req)
+{
+    return req->conn->peer_done || uv_is_closing((const uv_handle_t *)&req->conn->tcp);
+}
+
 const char *http_request_header(const struct http_request *req, const char *name)
 {
     for (int i = 0; i < req->header_count; i++) {
@@ -579,7 +584,7 @@ static int http_is_tchar(unsigned char ch)
  * answers it as any method its route does not allow (404 or 405 with
  * Allow). The rest of the request cannot be framed, so the connection
  * closes after the answer. 0 when handed to the handler, -1 (answer 400)
- * when the line is not there whole or is malformed. */
+ * when the line is malformed or not there whole (split over reads). */
 static int http_conn_unknown_method(struct http_conn *c)
 {
     const char *p = c->in, *end = c->in + c->in_len, *target, *stop;
@@ -593,13 +598,19 @@ static int http_conn_unknown_method(struct http_conn *c)
         return -1;
     target = p + method_len + 1;
     stop = memchr(target, ' ', (size_t)(end - target));
-    if (stop == NULL || *target != '/' || end - stop < 8 || memcmp(stop, " HTTP/1.", 8) != 0)
+    /* The whole line: " HTTP/1.0" or " HTTP/1.1", then CRLF (or LF). */
+    if (stop == NULL || *target != '/' || end - stop < 10 ||
+        (memcmp(stop, " HTTP/1.1", 9) != 0 && memcmp(stop, " HTTP/1.0", 9) != 0) ||
+        !(stop[9] == '\n' || (stop[9] == '\r' && end - stop >= 11 && stop[10] == '\n')))
         return -1;
-    for (const char *t = target; t < stop; t++)
+    path_len = 0;
+    for (const char *t = target; t < stop; t++) {
         if ((unsigned char)*t <= 0x20 || (unsigned char)*t == 0x7f)
             return -1;
-    path_len = strcspn(target, "? ");
-    if (path_len > (size_t)(stop - target))
+        if (*t == '?' && path_len == 0)
+            path_len = (size_t)(t - target);
+    }
+    if (path_len == 0)
         path_len = (size_t)(stop - target);
     if (path_len >= sizeof(c->req.text))
         return -1;

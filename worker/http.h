@@ -96,12 +96,17 @@ void http_respond(struct http_request *req, int status, const char *headers, con
 /* The value of a header (case-insensitive name), or NULL. */
 const char *http_request_header(const struct http_request *req, const char *name);
 
-/* Every line of header `name`, in order, joined by ", " into buf (as RFC
- * 9110 reads repeated fields), or NULL when there is none. */
 /* How many times the header appears. */
 int http_request_header_count(const struct http_request *req, const char *name);
 
+/* Every line of header `name`, in order, joined by ", " into buf (as RFC
+ * 9110 reads repeated fields), or NULL when there is none. */
 const char *http_request_header_all(const struct http_request *req, const char *name, char *buf, size_t size);
+
+/* 1 when the client has closed its side (or the connection broke) while
+ * the request is in flight: its answer may still be read (a half-close),
+ * but work that only waits can stop. */
+int http_request_peer_gone(const struct http_request *req);
 
 /* The reason phrase of a status code. */
 const char *http_status_text(int status);

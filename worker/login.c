@@ -14,7 +14,8 @@
 #include <string.h>
 
 /* A login whose window is full only of attempts in flight asks again
- * after 20 ms, doubling up to 320 ms, for at most 5 s; then 429. */
+ * after 20 ms, doubling up to 320 ms (plus up to half of that at random),
+ * for at most 5 s; then 429. */
 #define LOGIN_WAIT_FIRST_MS 20
 #define LOGIN_WAIT_STEP_MAX_MS 320
 #define LOGIN_WAIT_MAX_MS 5000
@@ -54,7 +55,13 @@ static void login_refuse(struct route_ctx *ctx, const char *result)
 
 static void login_on_wait_closed(uv_handle_t *h)
 {
-    login_begin(h->data);
+    struct route_ctx *ctx = h->data;
+
+    /* The client left: nobody waits for this login any more. */
+    if (http_request_peer_gone(ctx->req))
+        route_unavailable(ctx);
+    else
+        login_begin(ctx);
 }
 
 static void login_on_waited(uv_timer_t *t)
@@ -77,6 +84,7 @@ static void login_wait(struct route_ctx *ctx)
     }
     for (int i = 0; i < ctx->waits && delay < LOGIN_WAIT_STEP_MAX_MS; i++)
         delay *= 2;
+    delay += randombytes_uniform((uint32_t)delay / 2 + 1); /* waiters do not ask in step */
     ctx->waits++;
     uv_timer_init(ctx->w->loop, &ctx->wait_timer);
     ctx->wait_timer.data = ctx;

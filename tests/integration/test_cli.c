@@ -118,6 +118,11 @@ START_TEST(bad_usage_exits_2)
             ck_assert_msg(strncmp(out, bad[i].says, strlen(bad[i].says)) == 0 && strchr(out, '\n') == out + strlen(out) - 1,
                           "verona %s: %s", bad[i].args, out);
         }
+        /* A username may start with '-': it is still a NAME. */
+        ck_assert_int_eq(verona("user lock -nobody_at_all_here", NULL, out, sizeof(out)), 1);
+        ck_assert_ptr_nonnull(strstr(out, "no user"));
+        ck_assert_int_eq(verona("user lock -- -nobody_at_all_here", NULL, out, sizeof(out)), 1);
+        ck_assert_ptr_nonnull(strstr(out, "no user"));
         ck_assert_int_eq(verona("user --help", NULL, out, sizeof(out)), 0);
         ck_assert_ptr_nonnull(strstr(out, "usage: verona user"));
     }

@@ -267,6 +267,7 @@ START_TEST(unknown_methods_get_405_or_404)
     const char *lower = "get /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     const char *nowhere = "BREW /nowhere?pot=1 HTTP/1.1\r\n\r\n";
     const char *not_a_token = "BR@W /v1/login HTTP/1.1\r\n\r\n";
+    const char *bad_version = "BREW /v1/login HTTP/1.1x\r\n\r\n";
     char allow[32];
 
     ck_assert_int_eq(raw_exchange(brew, strlen(brew)), 405);
@@ -279,6 +280,7 @@ START_TEST(unknown_methods_get_405_or_404)
     ck_assert_str_eq(allow, "GET, HEAD");
     ck_assert_int_eq(raw_exchange(nowhere, strlen(nowhere)), 404);
     ck_assert_int_eq(raw_exchange(not_a_token, strlen(not_a_token)), 400);
+    ck_assert_int_eq(raw_exchange(bad_version, strlen(bad_version)), 400);
 }
 END_TEST
 
