@@ -27,7 +27,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/password.c
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
-              worker/http.c worker/login.c worker/routes.c worker/session_cache.c \
+              worker/hash_memory.c worker/http.c worker/login.c worker/routes.c worker/session_cache.c \
               worker/session_touch.c
 SUPERVISOR_SRC := supervisor/admin.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/migrate.c supervisor/notify.c \
                   supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/users.c
@@ -71,7 +71,7 @@ $(BIN)/verona: $(OUT)/obj/supervisor/main.o $(SUPERVISOR_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs libsystemd 2>/dev/null)
 
-$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/session_cache.c) $(PROTO_OBJ)
+$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/hash_memory.c worker/session_cache.c) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 

@@ -57,8 +57,9 @@ wait "$p1"; wait "$p2"
 echo "== deploy/verona.conf documents every key (verona config-example)"
 build/asan/bin/verona config-example | diff -u deploy/verona.conf -
 
-echo "== unit tests"
+echo "== unit tests (ASan, then UBSan: hash_memory is off under ASan)"
 CK_LOG_FILE_NAME="$tmp/unit.check" build/asan/tests/unit
+CK_LOG_FILE_NAME="$tmp/unit-ubsan.check" build/ubsan/tests/unit
 
 echo "== fuzz the control protocol decoder (${FUZZ_SECONDS:-30} s)"
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"

@@ -2,6 +2,7 @@
 #include "auth.h"
 
 #include "../proto/hash_gate.h"
+#include "hash_memory.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -96,7 +97,9 @@ static void auth_job_run(uv_work_t *w)
     }
     gated = hash_gate_enter(job->auth->gate) == 0;
 
+    hash_memory_begin(); /* Argon2's memory on huge pages (worker/hash_memory.h) */
     auth_job_hash(job);
+    hash_memory_end();
     if (gated)
         hash_gate_leave(job->auth->gate);
 }

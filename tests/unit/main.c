@@ -10,6 +10,7 @@ Suite *auth_suite(void);
 Suite *control_suite(void);
 Suite *session_cache_suite(void);
 Suite *hash_gate_suite(void);
+Suite *hash_memory_suite(void);
 
 int main(void)
 {
@@ -25,6 +26,7 @@ int main(void)
     srunner_add_suite(sr, control_suite());
     srunner_add_suite(sr, session_cache_suite());
     srunner_add_suite(sr, hash_gate_suite());
+    srunner_add_suite(sr, hash_memory_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
