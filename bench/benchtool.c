@@ -1,8 +1,10 @@
 /* bench/benchtool.c - helpers for `make bench`:
- *   benchtool ceiling THREADS SECONDS OPS MEM_KIB
+ *   benchtool ceiling THREADS SECONDS OPS MEM_KIB [huge]
  *       Argon2id verify rate of THREADS threads calling
  *       crypto_pwhash_str_verify in a loop (the machine's login ceiling),
  *       and the time of one verify; prints "verifies_per_s single_ms".
+ *       With "huge", each verify's memory is on huge pages, as the
+ *       worker's are (worker/hash_memory.h).
  *   benchtool hash PASSWORD OPS MEM_KIB    prints one crypto_pwhash_str
  *   benchtool tokens N                     prints N lines "token<TAB>hex(BLAKE2b-256(token))"
  */
@@ -13,8 +15,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "../worker/hash_memory.h"
+
 static char bench_hash[crypto_pwhash_STRBYTES];
 static double bench_deadline;
+static int bench_huge;
 static unsigned long long bench_counts[64];
 
 static double bench_now(void)
@@ -30,8 +35,11 @@ static void *bench_verify_loop(void *arg)
     unsigned long long *count = arg;
 
     while (bench_now() < bench_deadline) {
+        if (bench_huge)
+            hash_memory_begin();
         if (crypto_pwhash_str_verify(bench_hash, "bench password 1", 16) != 0)
             abort();
+        hash_memory_end();
         (*count)++;
     }
     return NULL;
@@ -41,19 +49,24 @@ int main(int argc, char **argv)
 {
     if (sodium_init() < 0)
         return 1;
-    if (argc == 6 && strcmp(argv[1], "ceiling") == 0) {
+    if ((argc == 6 || (argc == 7 && strcmp(argv[6], "huge") == 0)) && strcmp(argv[1], "ceiling") == 0) {
         int threads = atoi(argv[2]);
         double seconds = atof(argv[3]), start, single;
         unsigned long long ops = strtoull(argv[4], NULL, 10), total = 0;
         size_t mem = strtoull(argv[5], NULL, 10) * 1024;
         pthread_t tids[64];
 
+        bench_huge = argc == 7;
         if (threads < 1 || threads > 64 || crypto_pwhash_str(bench_hash, "bench password 1", 16, ops, mem) != 0)
             return 2;
         start = bench_now();
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 5; i++) {
+            if (bench_huge)
+                hash_memory_begin();
             if (crypto_pwhash_str_verify(bench_hash, "bench password 1", 16) != 0)
                 return 1;
+            hash_memory_end();
+        }
         single = (bench_now() - start) / 5 * 1000;
         bench_deadline = bench_now() + seconds;
         start = bench_now();
