@@ -15,7 +15,8 @@
  * exactly the system call; inside, an anonymous mapping of 2 MiB or more
  * is placed on a 2 MiB boundary and advised to use huge pages. Nothing is
  * kept: libsodium wipes and unmaps the region when the hash ends. Under
- * AddressSanitizer (which intercepts mmap itself) both calls do nothing.
+ * the sanitizers that intercept mmap themselves (address, thread,
+ * memory) both calls do nothing.
  */
 #ifndef VERONA_WORKER_HASH_MEMORY_H
 #define VERONA_WORKER_HASH_MEMORY_H
@@ -26,5 +27,9 @@ void hash_memory_end(void);
 
 /* 1 when this build places hash memory on huge pages (not under ASan). */
 int hash_memory_enabled(void);
+
+/* How many mappings this thread has placed so far (for tests: proves
+ * that libsodium's allocation reaches the override). */
+unsigned long hash_memory_placed(void);
 
 #endif

@@ -5,6 +5,7 @@
  * call; a hash inside the pair gives the same answers. (A no-op under
  * AddressSanitizer: `make check` runs these under UBSan as well.) */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -48,6 +49,7 @@ END_TEST
 START_TEST(other_maps_are_left_alone)
 {
     size_t small = 64 * 1024;
+    unsigned long placed = hash_memory_placed();
     void *p;
     int fd;
 
@@ -73,8 +75,17 @@ START_TEST(other_maps_are_left_alone)
     /* Errors are the system call's. */
     hash_memory_begin();
     p = mmap(NULL, 4 * MIB, PROT_READ, MAP_PRIVATE, -1, 0); /* no MAP_ANONYMOUS, no file */
-    hash_memory_end();
     ck_assert(p == MAP_FAILED);
+    ck_assert_int_eq(errno, EBADF);
+    /* Read-only, shared or huge-page-backed mappings are left as asked. */
+    p = mmap(NULL, 4 * MIB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(p != MAP_FAILED);
+    ck_assert_int_eq(munmap(p, 4 * MIB), 0);
+    p = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert(p != MAP_FAILED);
+    ck_assert_int_eq(munmap(p, 4 * MIB), 0);
+    hash_memory_end();
+    ck_assert(hash_memory_placed() == placed); /* none of these was placed */
 }
 END_TEST
 
@@ -82,9 +93,14 @@ START_TEST(hashes_inside_a_pair_verify_as_before)
 {
     char hash[crypto_pwhash_STRBYTES];
 
+    unsigned long placed = hash_memory_placed();
+
     ck_assert_int_eq(crypto_pwhash_str(hash, "correct horse", 13, 1, 8 * MIB), 0);
+    ck_assert(hash_memory_placed() == placed); /* outside a pair: untouched */
     hash_memory_begin();
     ck_assert_int_eq(crypto_pwhash_str_verify(hash, "correct horse", 13), 0);
+    /* libsodium's own allocation reached the override (where it is on). */
+    ck_assert(hash_memory_placed() == placed + (hash_memory_enabled() ? 1 : 0));
     ck_assert_int_eq(crypto_pwhash_str_verify(hash, "correct horsf", 13), -1);
     ck_assert_int_eq(crypto_pwhash_str(hash, "battery staple", 14, 1, 8 * MIB), 0);
     hash_memory_end();
