@@ -74,7 +74,7 @@ static void account_on_register_wait(void *arg, PGresult *res)
     }
     wait_s = atoi(PQgetvalue(res, 0, 0));
     if (wait_s > 0) {
-        route_throttled(ctx, wait_s);
+        route_throttled_because(ctx, wait_s, "too many registrations from this address, try again later");
         return;
     }
     ctx->job->cb = account_on_register_hashed;
@@ -106,10 +106,14 @@ void account_register(struct route_ctx *ctx)
                     "username must have 1-64 characters of A-Z a-z 0-9 . _ @ + -", NULL);
         return;
     }
+    if (password_utf8_length(password, strlen(password)) > PASSWORD_MAX_CHARS) {
+        json_decref(body);
+        route_error(ctx, 400, "invalid_request", "password must have at most 1024 characters", NULL);
+        return;
+    }
     if (password_weak_quick(&ctx->w->cfg, password, username)) {
         json_decref(body);
-        route_error(ctx, 400, "weak_password",
-                    "the password is too short, too long or contains the username", NULL);
+        route_error(ctx, 400, "weak_password", "the password is too short or contains the username", NULL);
         return;
     }
     if (auth_queue_full(&ctx->w->auth)) {
@@ -156,7 +160,8 @@ static void account_on_password_set(void *arg, PGresult *res)
         return;
     }
     if (ctx->step == ACCOUNT_NEW_WEAK) {
-        route_error(ctx, 400, "weak_password", "the new password is too easy to guess", NULL);
+        route_error(ctx, 400, "weak_password", "the new password is too easy to guess or contains the username",
+                    NULL);
         return;
     }
     if (ctx->step == ACCOUNT_HASH_FAILED) {
@@ -278,9 +283,14 @@ void account_password(struct route_ctx *ctx)
         route_error(ctx, 400, "invalid_request", "old_password must have 1-1024 characters", NULL);
         return;
     }
+    if (password_utf8_length(new_password, strlen(new_password)) > PASSWORD_MAX_CHARS) {
+        json_decref(body);
+        route_error(ctx, 400, "invalid_request", "new_password must have at most 1024 characters", NULL);
+        return;
+    }
     if (password_weak_quick(&ctx->w->cfg, new_password, NULL)) {
         json_decref(body);
-        route_error(ctx, 400, "weak_password", "the new password is too short or too long", NULL);
+        route_error(ctx, 400, "weak_password", "the new password is too short", NULL);
         return;
     }
     if (auth_queue_full(&ctx->w->auth)) {

@@ -81,13 +81,17 @@ void route_session_ended(struct route_ctx *ctx)
                 "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
 }
 
-void route_throttled(struct route_ctx *ctx, int wait_s)
+void route_throttled_because(struct route_ctx *ctx, int wait_s, const char *message)
 {
     char headers[48];
 
     snprintf(headers, sizeof(headers), "Retry-After: %d\r\n", wait_s > 0 ? wait_s : 1);
-    route_error(ctx, 429, "too_many_attempts", "too many failed attempts, try again later",
-                headers);
+    route_error(ctx, 429, "too_many_attempts", message, headers);
+}
+
+void route_throttled(struct route_ctx *ctx, int wait_s)
+{
+    route_throttled_because(ctx, wait_s, "too many failed attempts, try again later");
 }
 
 /* application/json, optionally followed by parameters (; charset=utf-8). */
@@ -154,8 +158,13 @@ int route_bearer(struct route_ctx *ctx)
     const char *auth = http_request_header(ctx->req, "authorization");
     const char *p;
 
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
-        http_request_header_count(ctx->req, "authorization") != 1)
+    if (auth == NULL) {
+        /* No credentials: no error code in the challenge (RFC 6750 3.1). */
+        route_error(ctx, 401, "invalid_token", "a valid bearer token is required",
+                    "WWW-Authenticate: Bearer realm=\"verona\"\r\n");
+        return -1;
+    }
+    if (strncasecmp(auth, "Bearer ", 7) != 0 || http_request_header_count(ctx->req, "authorization") != 1)
         goto invalid;
     p = auth + 7;
     while (*p == ' ')

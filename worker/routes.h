@@ -61,8 +61,10 @@ void route_unavailable(struct route_ctx *ctx);
 /* 401 invalid_token: the session is invalid, expired or ended. */
 void route_session_ended(struct route_ctx *ctx);
 
-/* 429 too_many_attempts with Retry-After. */
+/* 429 too_many_attempts with Retry-After ("too many failed attempts",
+ * or the message given). */
 void route_throttled(struct route_ctx *ctx, int wait_s);
+void route_throttled_because(struct route_ctx *ctx, int wait_s, const char *message);
 
 /* The request's JSON object, or NULL after answering 415/400. With
  * `optional`, an empty body gives an empty object. */

@@ -87,6 +87,16 @@ START_TEST(register_rejects_bad_input)
     assert_error(400, "weak_password");
     harness_post_json(worker.port, "/v1/users", NULL, "{\"username\":7,\"password\":\"x\"}", r);
     assert_error(400, "invalid_request");
+    {
+        /* Past 1024 characters a password is not weak but invalid. */
+        static char json[1200];
+        int n = snprintf(json, sizeof(json), "{\"username\":\"longpw\",\"password\":\"");
+
+        memset(json + n, 'q', 1025);
+        snprintf(json + n + 1025, sizeof(json) - (size_t)n - 1025, "\"}");
+        harness_post_json(worker.port, "/v1/users", NULL, json, r);
+        assert_error(400, "invalid_request");
+    }
     harness_post_json(worker.port, "/v1/users", NULL, "{\"username\":\"a\"}", r);
     assert_error(400, "invalid_request");
     harness_post_json(worker.port, "/v1/users", NULL, "[1,2]", r);
@@ -145,8 +155,15 @@ START_TEST(login_session_logout)
     ck_assert_int_ne(harness_header(r, "Content-Length", got, sizeof(got)), 0);
     harness_request(worker.port, "GET", "/v1/session", header, NULL, r);
     assert_error(401, "invalid_token");
+    ck_assert_int_eq(harness_header(r, "WWW-Authenticate", got, sizeof(got)), 0);
+    ck_assert_str_eq(got, "Bearer error=\"invalid_token\"");
     harness_post_json(worker.port, "/v1/logout", token, NULL, r);
     assert_error(401, "invalid_token");
+    /* No credentials at all: a challenge without an error code (RFC 6750 3.1). */
+    harness_request(worker.port, "GET", "/v1/session", NULL, NULL, r);
+    assert_error(401, "invalid_token");
+    ck_assert_int_eq(harness_header(r, "WWW-Authenticate", got, sizeof(got)), 0);
+    ck_assert_str_eq(got, "Bearer realm=\"verona\"");
 }
 END_TEST
 

@@ -285,7 +285,7 @@ START_TEST(nginx_auth_request_in_front_of_a_shop)
     f = fopen(cmd, "w");
     /* The "shop": echoes the user nginx let through. */
     fprintf(f, "daemon on;\npid %s/nginx.pid;\nerror_log %s/error.log;\nevents {}\nhttp {\n access_log off;\n"
-               " include %s/verona.conf;\n server { listen 127.0.0.1:%d; location / { return 200 \"user=[$http_x_user_id]\"; } }\n}\n",
+               " include %s/verona.conf;\n server { listen 127.0.0.1:%d; location / { return 200 \"user=[$http_x_user_id] xff=[$http_x_forwarded_for]\"; } }\n}\n",
             dir, dir, dir, shop_port);
     fclose(f);
     snprintf(cmd, sizeof(cmd), "nginx -p %s -c %s/nginx.conf", dir, dir);
@@ -307,8 +307,12 @@ START_TEST(nginx_auth_request_in_front_of_a_shop)
     ck_assert_ptr_null(strstr(r->body, "999999")); /* the client's header never reaches the shop */
     ck_assert_ptr_null(strstr(r->body, "user=[]"));
     /* A public page never carries a user, whatever the client claims. */
-    ck_assert_int_eq(harness_request(nginx_port, "GET", "/", "X-User-Id: 5\r\n", NULL, r), 200);
-    ck_assert_str_eq(r->body, "user=[]");
+    ck_assert_int_eq(harness_request(nginx_port, "GET", "/", "X-User-Id: 5\r\nX-Forwarded-For: 6.6.6.6\r\n", NULL, r), 200);
+    ck_assert_str_eq(r->body, "user=[] xff=[127.0.0.1]");
+    /* Nor does the client's X-Forwarded-For reach the shop's protected pages. */
+    snprintf(header, sizeof(header), "Authorization: Bearer %s\r\nX-Forwarded-For: 6.6.6.6\r\n", token);
+    ck_assert_int_eq(harness_request(nginx_port, "GET", "/account/orders", header, NULL, r), 200);
+    ck_assert_ptr_nonnull(strstr(r->body, "xff=[127.0.0.1]"));
 
     snprintf(header, sizeof(header), "Authorization: Bearer %s\r\n", token);
     ck_assert_int_eq(harness_request(nginx_port, "POST", "/v1/logout", header, NULL, r), 204);

@@ -483,6 +483,7 @@ START_TEST(ten_registrations_an_hour_per_address)
     snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"" GOOD_PASSWORD "\"}", name);
     ck_assert_int_eq(harness_request(w.port, "POST", "/v1/users", headers, json, r), 429);
     ck_assert_ptr_nonnull(strstr(r->body, "too_many_attempts"));
+    ck_assert_ptr_nonnull(strstr(r->body, "too many registrations")); /* none of them failed */
     ck_assert_int_eq(harness_header(r, "Retry-After", retry, sizeof(retry)), 0);
     ck_assert_int_ge(atoi(retry), 1);
     ck_assert_int_le(atoi(retry), 3600);
