@@ -73,9 +73,8 @@ static void *hash_memory_map_huge(size_t len, int prot, int flags)
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t total = len + HASH_MEMORY_HUGE;
     uintptr_t base, start, end, limit;
-    void *p = hash_memory_sys_mmap(NULL, total, prot, flags & ~MAP_POPULATE, -1, 0);
-
     int saved;
+    void *p = hash_memory_sys_mmap(NULL, total, prot, flags & ~MAP_POPULATE, -1, 0);
 
     if (p == MAP_FAILED)
         return p;
