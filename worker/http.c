@@ -572,6 +572,18 @@ static void http_conn_fail(struct http_conn *c, int status)
     http_respond(&c->req, status, NULL, body, strlen(body));
 }
 
+/* Hands the request in c->req to the handler; it holds a reference on
+ * the connection until http_respond(). */
+static void http_conn_dispatch(struct http_conn *c)
+{
+    uv_timer_stop(&c->timer);
+    http_conn_set_state(c, HTTP_CONN_HANDLING);
+    c->refs++;
+    c->req.conn = c;
+    c->server->stats.requests_in_flight++;
+    c->server->handler(c->server, &c->req);
+}
+
 /* RFC 9110 5.6.2 token characters. */
 static int http_is_tchar(unsigned char ch)
 {
@@ -622,12 +634,7 @@ static int http_conn_unknown_method(struct http_conn *c)
     c->req.method = HTTP_METHOD_UNKNOWN;
     c->close_after_write = 1;
     c->in_len = 0;
-    uv_timer_stop(&c->timer);
-    http_conn_set_state(c, HTTP_CONN_HANDLING);
-    c->refs++;
-    c->req.conn = c;
-    c->server->stats.requests_in_flight++;
-    c->server->handler(c->server, &c->req);
+    http_conn_dispatch(c);
     return 0;
 }
 
@@ -653,12 +660,7 @@ static void http_conn_process(struct http_conn *c)
         c->in_len -= n;
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
-            uv_timer_stop(&c->timer);
-            http_conn_set_state(c, HTTP_CONN_HANDLING);
-            c->refs++;
-            c->req.conn = c;
-            c->server->stats.requests_in_flight++;
-            c->server->handler(c->server, &c->req);
+            http_conn_dispatch(c);
             continue;
         }
         if (e != HPE_OK) {

@@ -392,15 +392,23 @@ END_TEST
 /* BURST logins of `name` with `password` from one address, all sent
  * before any answer; counts the answers 200, 401 and 429 into got[]. */
 enum { BURST = 15 };
-static void login_burst(int port, const char *name, const char *password, int addr, int got[3])
+/* A raw login request of `name` with `password` from 203.0.x.y. */
+static void login_request(char *request, size_t size, const char *name, const char *password, int addr)
 {
-    char json[256], request[768];
-    int fds[BURST];
+    char json[256];
 
     snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"%s\"}", name, password);
-    snprintf(request, sizeof(request),
+    snprintf(request, size,
              "POST /v1/login HTTP/1.1\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
              from(addr), strlen(json), json);
+}
+
+static void login_burst(int port, const char *name, const char *password, int addr, int got[3])
+{
+    char request[768];
+    int fds[BURST];
+
+    login_request(request, sizeof(request), name, password, addr);
     for (int i = 0; i < BURST; i++) {
         fds[i] = harness_connect(port);
         ck_assert_int_ge(fds[i], 0);
@@ -466,6 +474,89 @@ START_TEST(parallel_correct_logins_are_not_throttled)
 }
 END_TEST
 
+/* `count` attempts in flight (pending failure rows) of `name` from
+ * 203.0.x.y, begun `age_s` seconds ago, as another worker would hold. */
+static void pending_attempts(const char *name, int addr, int count, int age_s)
+{
+    char sql[400];
+
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO login_failures (username_lower, address, known, pending, at) "
+             "SELECT lower('%s'), '203.0.%d.%d', false, true, now() - make_interval(secs => %d) "
+             "FROM generate_series(1, %d)",
+             name, (addr >> 8) & 255, addr & 255, age_s, count);
+    harness_sql(sql);
+}
+
+/* SQL 007: attempts still in flight bound the guesses but are not
+ * failures. A window full of them makes a login wait: it gets in when
+ * they go, and 429 with Retry-After: 1 (audited 'throttled') when they
+ * stay for 5 s. One over 30 s old is a failure (its worker died): 429 at
+ * once, until the window frees it. */
+/* Sends a correct login of `name` from 203.0.x.y; returns the socket. */
+static int login_send(int port, const char *name, int addr)
+{
+    char request[768];
+    int fd;
+
+    login_request(request, sizeof(request), name, GOOD_PASSWORD, addr);
+    fd = harness_connect(port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send(fd, request, strlen(request)), 0);
+    return fd;
+}
+
+/* Its answer, in r; returns the status. */
+static int login_read(int fd)
+{
+    ck_assert_int_eq(harness_read_response(fd, r, 30000), 0);
+    close(fd);
+    return r->status;
+}
+
+START_TEST(attempts_in_flight_hold_a_login_until_they_end)
+{
+    struct harness_worker w;
+    char name[64], retry[16], sql[320], *audited;
+    int base = (getpid() % 200) * 50 + 47, fd;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "inflight");
+    harness_register(w.port, name, GOOD_PASSWORD);
+
+    /* Four in flight: room for one more. */
+    pending_attempts(name, base, 4, 0);
+    ck_assert_int_eq(login_read(login_send(w.port, name, base)), 200);
+
+    /* Five in flight that stay: the login waits, then gives up. */
+    pending_attempts(name, base + 1, 5, 0);
+    ck_assert_int_eq(login_read(login_send(w.port, name, base + 1)), 429);
+    ck_assert_int_eq(harness_header(r, "Retry-After", retry, sizeof(retry)), 0);
+    ck_assert_str_eq(retry, "1");
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM login_audit WHERE username = '%s' AND address = '203.0.%d.%d' AND result = 'throttled'",
+             name, ((base + 1) >> 8) & 255, (base + 1) & 255);
+    audited = harness_sql_value(sql);
+    ck_assert_str_eq(audited, "1");
+    free(audited);
+
+    /* Five in flight that end while it waits: it gets in. */
+    pending_attempts(name, base + 2, 5, 0);
+    fd = login_send(w.port, name, base + 2);
+    snprintf(sql, sizeof(sql), "DELETE FROM login_failures WHERE address = '203.0.%d.%d'", ((base + 2) >> 8) & 255,
+             (base + 2) & 255);
+    harness_sql(sql);
+    ck_assert_int_eq(login_read(fd), 200);
+
+    /* Five left by a dead worker 40 s ago are failures: 429 for the rest of the window. */
+    pending_attempts(name, base + 3, 5, 40);
+    ck_assert_int_eq(login_read(login_send(w.port, name, base + 3)), 429);
+    ck_assert_int_eq(harness_header(r, "Retry-After", retry, sizeof(retry)), 0);
+    ck_assert_int_gt(atoi(retry), 800);
+    harness_worker_stop(&w);
+}
+END_TEST
+
 START_TEST(ten_registrations_an_hour_per_address)
 {
     struct harness_worker w;
@@ -511,6 +602,7 @@ Suite *security_suite(void)
     tcase_add_test(tc, two_workers_share_throttling_and_revocation);
     tcase_add_test(tc, parallel_attempts_cannot_slip_past_the_limit);
     tcase_add_test(tc, parallel_correct_logins_are_not_throttled);
+    tcase_add_test(tc, attempts_in_flight_hold_a_login_until_they_end);
     tcase_add_test(tc, ten_registrations_an_hour_per_address);
     tcase_add_test(tc, tokens_are_stored_only_as_hashes);
     tcase_add_test(tc, unknown_user_costs_the_same_as_a_wrong_password);
