@@ -1,5 +1,10 @@
 # Verona: build, run, test. `make run` and `make check` install what is
 # missing first (deploy/deps.sh), so both work on a fresh Debian 12.
+#
+# Nothing here may read what is installed before deploy/deps.sh has run:
+# make expands $(shell pkg-config ...) when it reads this file, so every
+# entry point that installs runs deps.sh first and then builds in a new
+# make ($(SUBMAKE)), which reads this file again with the packages there.
 
 BUILD ?= release
 OUT := build/$(BUILD)
@@ -19,11 +24,14 @@ else ifeq ($(BUILD),ubsan)
 else
   CFLAGS_BUILD := -O2
 endif
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Recursive (=), read when a recipe runs, never when this file is read.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 CFLAGS := $(CFLAGS_COMMON) $(CFLAGS_BUILD) $(CFLAGS)
-LIBS := $(PKG_LIBS) -lhttp_parser -lzxcvbn -lm
-CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+LIBS = $(PKG_LIBS) -lhttp_parser -lzxcvbn -lm
+CHECK_LIBS = $(shell pkg-config --libs check)
+SYSTEMD_LIBS = $(shell pkg-config --libs libsystemd)
+SUBMAKE = $(MAKE) --no-print-directory
 
 PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/password.c
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
@@ -43,13 +51,38 @@ INTEGRATION_SRC := $(wildcard tests/integration/*.c)
 FAULT_SRC := $(wildcard tests/fault/*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
-.PHONY: all deps run check bench clean tests lint fuzz
+# Pieces of the build that live beside what they build: man pages,
+# packaging, the fresh-root test (each defines its own targets).
+-include mk/*.mk
+
+.PHONY: all build deps run check bench clean tests test-binaries lint fuzz install uninstall
 .DELETE_ON_ERROR:
 
-all: deps $(BIN)/verona $(BIN)/verona-worker
+# The entry points that install: deps first, then a make that reads this
+# file with the packages in place.
+all: deps
+	@+$(SUBMAKE) build
+
+tests: deps
+	@+$(SUBMAKE) test-binaries
+
+run: deps
+	@+$(SUBMAKE) build
+	sh deploy/run.sh $(BIN)
+
+check: deps
+	sh tests/run.sh
+
+bench: deps
+	sh bench/run.sh
 
 deps:
 	@sh deploy/deps.sh
+
+# Build only, with what is installed (packagers: debian/rules).
+build: $(BIN)/verona $(BIN)/verona-worker $(MAN_PAGES)
+
+test-binaries: build $(OUT)/tests/unit $(OUT)/tests/integration $(OUT)/tests/fault
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,7 +102,7 @@ $(BIN)/verona-worker: $(OUT)/obj/worker/main.o $(WORKER_OBJ) $(PROTO_OBJ)
 
 $(BIN)/verona: $(OUT)/obj/supervisor/main.o $(SUPERVISOR_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs libsystemd 2>/dev/null)
+	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(SYSTEMD_LIBS)
 
 $(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/hash_memory.c worker/session_cache.c) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
@@ -82,14 +115,6 @@ $(OUT)/tests/integration: $(call obj,$(INTEGRATION_SRC) $(TESTLIB_SRC)) $(PROTO_
 $(OUT)/tests/fault: $(call obj,$(FAULT_SRC) $(TESTLIB_SRC)) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
-
-tests: all $(OUT)/tests/unit $(OUT)/tests/integration $(OUT)/tests/fault
-
-run: all
-	sh deploy/run.sh $(BIN)
-
-check: deps
-	sh tests/run.sh
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
@@ -109,8 +134,31 @@ fuzz: build/fuzz/fuzz_control
 	  build/fuzz/corpus tests/fuzz/seeds > build/fuzz/fuzz.log 2>&1; rc=$$?; \
 	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/fuzz.log; exit $$rc
 
-bench: deps
-	sh bench/run.sh
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the programs, the man
+# pages, the example config and the systemd unit (its paths follow
+# PREFIX; it reads /etc/verona/verona.conf). `make uninstall` removes
+# exactly these files, and the doc folders when they are left empty.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/verona
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+
+install: build
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 755 $(BIN)/verona $(BIN)/verona-worker $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 deploy/verona.conf $(DESTDIR)$(DOCDIR)/examples/verona.conf
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' deploy/verona.service > $(DESTDIR)$(UNITDIR)/verona.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/verona.service
+	$(foreach p,$(MAN_PAGES),$(INSTALL) -d $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p))) && \
+	  $(INSTALL) -m 644 $(p) $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/ && ) true
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/verona $(DESTDIR)$(BINDIR)/verona-worker \
+	  $(DESTDIR)$(DOCDIR)/examples/verona.conf $(DESTDIR)$(UNITDIR)/verona.service \
+	  $(foreach p,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)))
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build
