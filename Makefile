@@ -57,6 +57,7 @@ TESTLIB_SRC := $(wildcard tests/lib/*.c)
 
 .PHONY: all build deps run check bench clean tests test-binaries lint fuzz install uninstall
 .DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
 
 # The entry points that install: deps first, then a make that reads this
 # file with the packages in place.
