@@ -642,7 +642,7 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         return -1;
     }
     if (cfg->database_url[0] == '\0') {
-        config_error(err, errsize, "%sdatabase_url: empty (set it, or VERONA_DATABASE_URL)",
+        config_error(err, errsize, "%sdatabase_url is not set (set it in the file, or VERONA_DATABASE_URL)",
                      config_where(cfg, "database_url", NULL, where, sizeof(where)));
         return -1;
     }

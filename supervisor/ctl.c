@@ -123,7 +123,7 @@ int ctl_main(int argc, char **argv)
         return CLI_USAGE;
     }
     if (socket_path == NULL) {
-        if (cli_config_load(&cfg, config_path) != CLI_OK)
+        if (cli_config_load_file(&cfg, config_path) != CLI_OK)
             return CLI_USAGE;
         socket_path = cfg.admin_socket;
     }

@@ -21,7 +21,7 @@ static void cli_usage(FILE *out)
             "exit codes: 0 done, 1 failed, 2 bad usage or config\n");
 }
 
-int cli_config_load(struct config *cfg, const char *path)
+int cli_config_load_file(struct config *cfg, const char *path)
 {
     char err[CONFIG_ERROR_MAX];
 
@@ -32,6 +32,17 @@ int cli_config_load(struct config *cfg, const char *path)
         fprintf(stderr, "verona: %s\n", err);
         return CLI_USAGE;
     }
+    return CLI_OK;
+}
+
+int cli_config_load(struct config *cfg, const char *path)
+{
+    char err[CONFIG_ERROR_MAX];
+
+    if (cli_config_load_file(cfg, path) != CLI_OK)
+        return CLI_USAGE;
+    if (path == NULL && access(CLI_DEFAULT_CONFIG, F_OK) == 0)
+        path = CLI_DEFAULT_CONFIG;
     if (config_finish(cfg, err, sizeof(err)) != 0) {
         /* An error about keys of the file starts with its FILE:LINE. */
         if (path != NULL && strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':')

@@ -202,6 +202,33 @@ START_TEST(database_errors_are_one_line)
 }
 END_TEST
 
+/* The packaged config leaves database_url empty until the operator sets
+ * it: serve and migrate refuse with exit 2 and say so (the unit does not
+ * restart on 2), while ctl, which needs only the admin socket, still reads
+ * the file. */
+START_TEST(unset_database_url_stops_serve_not_ctl)
+{
+    char out[4096], conf[512], args[600];
+    FILE *f;
+
+    snprintf(conf, sizeof(conf), "%s/unset-url.conf", getenv("VERONA_TEST_TMP"));
+    f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "listen = 127.0.0.1:1\ndatabase_url =\nadmin_socket = %s/unset-url.sock\n", getenv("VERONA_TEST_TMP"));
+    fclose(f);
+    snprintf(args, sizeof(args), "serve -c %s", conf);
+    ck_assert_int_eq(run("env -u VERONA_DATABASE_URL -u DATABASE_URL", "verona", args, NULL, out, sizeof(out)), 2);
+    ck_assert_msg(strstr(out, "unset-url.conf:2: database_url is not set") != NULL &&
+                      strchr(out, '\n') == out + strlen(out) - 1, "got: %s", out);
+    snprintf(args, sizeof(args), "migrate -c %s", conf);
+    ck_assert_int_eq(run("env -u VERONA_DATABASE_URL -u DATABASE_URL", "verona", args, NULL, out, sizeof(out)), 2);
+    ck_assert_msg(strstr(out, "database_url is not set") != NULL, "got: %s", out);
+    snprintf(args, sizeof(args), "ctl -c %s status", conf);
+    ck_assert_int_eq(run("env -u VERONA_DATABASE_URL -u DATABASE_URL", "verona", args, NULL, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "unset-url.sock") != NULL, "got: %s", out);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -214,6 +241,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, bad_usage_exits_2);
     tcase_add_test(tc, worker_bad_usage_exits_2);
     tcase_add_test(tc, ctl_usage_errors_say_what_is_wrong);
+    tcase_add_test(tc, unset_database_url_stops_serve_not_ctl);
     suite_add_tcase(s, tc);
     return s;
 }
