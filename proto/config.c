@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <libpq-fe.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
@@ -44,7 +46,7 @@ static const struct config_key config_keys[] = {
     { "listen", CONFIG_ADDRESS, TEXT(listen), 0, 0, "127.0.0.1:8080", NULL,
       "address the login API listens on (host:port, [v6]:port)" },
     { "database_url", CONFIG_STRING, TEXT(database_url), 0, 0, "postgresql:///verona", NULL,
-      "libpq connection URL; VERONA_DATABASE_URL or DATABASE_URL override it (make run sets it)" },
+      "libpq connection URL, one host or several (postgresql://db1:5432,db2:5432/verona: the workers find the primary); VERONA_DATABASE_URL or DATABASE_URL override it (make run sets it)" },
     { "workers", CONFIG_INT, NUM(workers), 0, 128, "0", NULL,
       "number of login workers, 1-128 (0 = one per CPU)" },
     { "worker_binary", CONFIG_PATH, TEXT(worker_binary), 0, 0, "", NULL,
@@ -97,6 +99,8 @@ static const struct config_key config_keys[] = {
       "login audit rows older than this are deleted" },
     { "registration", CONFIG_CHOICE, TEXT(registration), 0, 0, "open", "open closed",
       "open, or closed (POST /v1/users answers 403)" },
+    { "db_failover_wait_ms", CONFIG_INT, NUM(db_failover_wait_ms), 0, 60000, "5000", NULL,
+      "a request that needs PostgreSQL waits this long for a primary (a failover) before 503; readyz turns 503 only after it" },
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -645,6 +649,22 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         config_error(err, errsize, "%sdatabase_url is not set (set it in the file, or VERONA_DATABASE_URL)",
                      config_where(cfg, "database_url", NULL, where, sizeof(where)));
         return -1;
+    }
+    {
+        /* libpq's own parser, so that a worker never meets a URL it cannot
+         * read; its message may quote the URL, password and all: not shown. */
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &perr);
+
+        PQfreemem(perr);
+        if (opts == NULL) {
+            config_error(err, errsize, "%sdatabase_url cannot be parsed (libpq's syntax: "
+                         "postgresql://[user@]host[:port][,host2[:port2]...]/dbname[?param=value]; "
+                         "the value is not repeated here, it may hold a password)",
+                         config_where(cfg, "database_url", NULL, where, sizeof(where)));
+            return -1;
+        }
+        PQconninfoFree(opts);
     }
     /* The supervisor hands its workers the settings as config lines. */
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {

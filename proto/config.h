@@ -58,6 +58,7 @@ struct config {
     char trusted_proxies[2048];  /* 32 networks of any length */
     int audit_retention_days;
     char registration[16];
+    int db_failover_wait_ms;
 
     /* Where each key was last set, for messages about a key once its
      * file is read: the file, and the line (0: not set there). */

@@ -83,11 +83,12 @@ static json_t *control_counters_encode(const struct control_counters *c)
     }
     for (int i = 0; i < LOGIN_RESULT_COUNT; i++)
         json_object_set_new(logins, control_login_result_names[i], json_integer((json_int_t)c->logins[i]));
-    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "requests", requests, "latency", latency,
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "requests", requests, "latency", latency,
                      "latency_sum_us", sums, "logins", logins, "connections_accepted",
                      (json_int_t)c->connections_accepted, "session_cache_hits",
                      (json_int_t)c->session_cache_hits, "session_cache_misses",
-                     (json_int_t)c->session_cache_misses);
+                     (json_int_t)c->session_cache_misses, "db_primary_changes",
+                     (json_int_t)c->db_primary_changes);
 }
 
 static json_t *control_payload_encode(const struct control_msg *m)
@@ -101,9 +102,9 @@ static json_t *control_payload_encode(const struct control_msg *m)
     case CONTROL_PING:
         return json_pack("{s:I}", "seq", (json_int_t)m->seq);
     case CONTROL_PONG:
-        return json_pack("{s:I, s:s, s:i, s:i, s:i, s:b, s:o}", "seq", (json_int_t)m->seq, "state",
+        return json_pack("{s:I, s:s, s:i, s:i, s:i, s:b, s:s, s:o}", "seq", (json_int_t)m->seq, "state",
                          m->state, "connections", m->connections, "in_flight", m->in_flight,
-                         "hash_queue", m->hash_queue, "db_up", m->db_up, "counters",
+                         "hash_queue", m->hash_queue, "db_up", m->db_up, "db_host", m->db_host, "counters",
                          control_counters_encode(&m->counters));
     case CONTROL_GOODBYE:
         return json_pack("{s:s}", "reason", m->reason);
@@ -216,7 +217,9 @@ static int control_counters_decode(json_t *obj, struct control_counters *c)
     if ((json_object_get(obj, "session_cache_hits") != NULL &&
          control_get_uint(obj, "session_cache_hits", INT64_MAX, &c->session_cache_hits) != 0) ||
         (json_object_get(obj, "session_cache_misses") != NULL &&
-         control_get_uint(obj, "session_cache_misses", INT64_MAX, &c->session_cache_misses) != 0))
+         control_get_uint(obj, "session_cache_misses", INT64_MAX, &c->session_cache_misses) != 0) ||
+        (json_object_get(obj, "db_primary_changes") != NULL &&
+         control_get_uint(obj, "db_primary_changes", INT64_MAX, &c->db_primary_changes) != 0))
         return -1;
     json_object_foreach(requests, key, value) {
         int r = control_find(control_route_names, ROUTE_COUNT, key);
@@ -322,6 +325,10 @@ static int control_payload_decode(json_t *p, struct control_msg *m, char *err, s
             return control_error(err, errsize, "pong: missing or mistyped member");
         m->seq = seq;
         m->db_up = json_is_true(db_up);
+        /* Workers of builds before several hosts leave db_host out. */
+        if (json_object_get(p, "db_host") != NULL &&
+            control_get_text(p, "db_host", m->db_host, sizeof(m->db_host)) != 0)
+            return control_error(err, errsize, "pong: malformed db_host");
         if (control_counters_decode(json_object_get(p, "counters"), &m->counters) != 0)
             return control_error(err, errsize, "pong: malformed counters");
         return 0;

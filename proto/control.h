@@ -90,7 +90,10 @@ struct control_counters {
     uint64_t connections_accepted;
     uint64_t session_cache_hits;   /* session checks answered from the worker's cache */
     uint64_t session_cache_misses; /* and those that asked PostgreSQL */
+    uint64_t db_primary_changes;   /* the primary the worker reaches changed (SPEC 9) */
 };
+
+#define CONTROL_DB_HOST_MAX 280
 
 /* One decoded or to-be-encoded message. Only the members of its type
  * matter. */
@@ -110,6 +113,7 @@ struct control_msg {
     int in_flight;
     int hash_queue;
     int db_up;
+    char db_host[CONTROL_DB_HOST_MAX]; /* host:port of the primary in use, "" when none yet */
     struct control_counters counters;
     /* GOODBYE */
     char reason[64];

@@ -142,6 +142,13 @@ char *metrics_render(struct supervisor *sup)
 
     metrics_header(&b, "verona_db_up", "gauge", "1 when a serving worker reaches PostgreSQL.");
     metrics_printf(&b, "verona_db_up %d\n", db_up);
+    metrics_header(&b, "verona_db_primary_changes_total", "counter",
+                   "Times a worker found the primary on another node (failover or switchover).");
+    metrics_printf(&b, "verona_db_primary_changes_total %llu\n", (unsigned long long)total.db_primary_changes);
+    metrics_header(&b, "verona_worker_db_host", "gauge", "The PostgreSQL primary each worker uses (value 1).");
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
+        if (w->state != WORKER_EXITED && w->db_host[0] != '\0')
+            metrics_printf(&b, "verona_worker_db_host{slot=\"%d\",host=\"%s\"} 1\n", w->slot, w->db_host);
     metrics_header(&b, "verona_hash_queue_depth", "gauge", "Password hashes queued or running, all workers.");
     metrics_printf(&b, "verona_hash_queue_depth %d\n", hash_queue);
     metrics_header(&b, "verona_connections_open", "gauge", "Client connections open, all workers.");

@@ -6,6 +6,7 @@
  */
 #include "pool.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -203,6 +204,13 @@ static void pool_worker_on_message(struct pool_worker *w, struct control_msg *ms
     case CONTROL_PONG:
         w->last_pong_ms = pool_now_ms(pool);
         w->db_up = msg->db_up;
+        /* It becomes a metrics label: keep to the characters of host:port. */
+        for (size_t i = 0; i < sizeof(w->db_host); i++) {
+            char ch = msg->db_host[i];
+            w->db_host[i] = ch == '\0' || isalnum((unsigned char)ch) || strchr(".:-_[]/%", ch) != NULL ? ch : '_';
+            if (ch == '\0')
+                break;
+        }
         w->connections = msg->connections;
         w->in_flight = msg->in_flight;
         w->hash_queue = msg->hash_queue;

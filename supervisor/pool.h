@@ -65,6 +65,7 @@ struct pool_worker {
     uint64_t ping_seq;
     uint64_t rss_bytes;
     int db_up;
+    char db_host[CONTROL_DB_HOST_MAX]; /* the worker's primary, host:port ("" none yet) */
     int connections, in_flight, hash_queue;
     struct control_counters counters; /* from the last pong */
     char build_id[CONTROL_BUILD_ID_MAX];

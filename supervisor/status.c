@@ -41,16 +41,18 @@ json_t *status_json(struct supervisor *sup)
             ready += w->state == WORKER_READY;
             shown = 1;
             json_array_append_new(
-                workers, json_pack("{s:i, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
-                                   "state", names[w->state], "db_up", w->db_up, "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
+                workers, json_pack("{s:i, s:i, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
+                                   "state", names[w->state], "db_up", w->db_up, "db_host",
+                                   w->db_host[0] != '\0' ? json_string(w->db_host) : json_null(),
+                                   "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
                                    (json_int_t)((now - w->started_ms) / 1000), "requests", (json_int_t)n,
                                    "restarts", (json_int_t)pool->slots[slot].restarts, "build_id",
                                    w->build_id, "binary_sha256", w->build->sha256));
         }
         if (!shown && pool->slots[slot].in_backoff && slot < pool->target)
             json_array_append_new(
-                workers, json_pack("{s:i, s:n, s:s, s:b, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid",
-                                   "state", "backoff", "db_up", 0, "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
+                workers, json_pack("{s:i, s:n, s:s, s:b, s:n, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid",
+                                   "state", "backoff", "db_up", 0, "db_host", "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
                                    (json_int_t)pool->slots[slot].restarts, "build_id", "", "binary_sha256",
                                    pool->build->sha256, "retry_in_ms",
                                    (json_int_t)(pool->slots[slot].backoff_until_ms > now
@@ -86,15 +88,15 @@ char *status_table(struct supervisor *sup)
         json_decref(doc);
         return NULL;
     }
-    len += (size_t)snprintf(out, cap, "%-5s %-8s %-9s %-4s %9s %8s %10s %8s  %-14s %s\n", "SLOT", "PID", "STATE", "DB", "RSS_MB",
-                            "UPTIME_S", "REQUESTS", "RESTARTS", "BUILD", "BINARY");
+    len += (size_t)snprintf(out, cap, "%-5s %-8s %-9s %-4s %9s %8s %10s %8s  %-14s %-12s  %s\n", "SLOT", "PID", "STATE", "DB",
+                            "RSS_MB", "UPTIME_S", "REQUESTS", "RESTARTS", "BUILD", "BINARY", "DB_HOST");
     json_array_foreach(workers, i, row) {
         char line[256], pid[16] = "-";
         int n;
 
         if (json_is_integer(json_object_get(row, "pid"))) /* null: a slot in backoff has no process */
             snprintf(pid, sizeof(pid), "%d", (int)json_integer_value(json_object_get(row, "pid")));
-        n = snprintf(line, sizeof(line), "%-5d %-8s %-9s %-4s %9.1f %8lld %10lld %8lld  %-14.14s %.12s\n",
+        n = snprintf(line, sizeof(line), "%-5d %-8s %-9s %-4s %9.1f %8lld %10lld %8lld  %-14.14s %-12.12s  %.64s\n",
                          (int)json_integer_value(json_object_get(row, "slot")), pid,
                          json_string_value(json_object_get(row, "state")),
                          json_is_true(json_object_get(row, "db_up")) ? "up" : "down",
@@ -103,7 +105,9 @@ char *status_table(struct supervisor *sup)
                          (long long)json_integer_value(json_object_get(row, "requests")),
                          (long long)json_integer_value(json_object_get(row, "restarts")),
                          json_string_value(json_object_get(row, "build_id")),
-                         json_string_value(json_object_get(row, "binary_sha256")));
+                         json_string_value(json_object_get(row, "binary_sha256")),
+                         json_is_string(json_object_get(row, "db_host"))
+                             ? json_string_value(json_object_get(row, "db_host")) : "-");
         if (n < 0)
             continue;
         if (len + (size_t)n + 256 > cap) {

@@ -104,6 +104,8 @@ static void worker_control_pong(struct worker *w, uint64_t seq)
     msg->counters.connections_accepted = w->http.stats.connections_accepted;
     msg->counters.session_cache_hits = w->sessions.hits;
     msg->counters.session_cache_misses = w->sessions.misses;
+    msg->counters.db_primary_changes = w->db.primary_changes;
+    snprintf(msg->db_host, sizeof(msg->db_host), "%s", w->db.primary);
     worker_control_send(w, msg);
     free(msg);
 }

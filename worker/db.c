@@ -5,9 +5,13 @@
  */
 #include "db.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "../proto/log.h"
 
@@ -17,6 +21,11 @@
  * 503) and the connection is rebuilt: a server that vanished silently
  * (failover, partition, a stopped host) must not hang requests. */
 #define DB_DEADLINE_MS 5000
+/* One host's connect (TCP, TLS, auth, the read-write check) may take this
+ * long before the next host is tried. */
+#define DB_CONNECT_HOST_MS 3000
+/* A query sent again after lost connections at most this often. */
+#define DB_RETRIES_MAX 3
 #define DB_STALL_MS 2500
 #define DB_PROBE_MS 500
 #define DB_RFC3339(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -39,8 +48,9 @@ static const struct {
                          "set_config('synchronous_commit', 'off', true) AS nosync", 8 },
     [DB_LOGIN_FAILED] = { "SELECT verona_attempt_fail($1, $2, $3, $4)", 4 },
     /* NULL when the user was locked or the password changed since the
-     * begin (004_success_recheck.sql). */
-    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded_checked($1, $2, $3, $4, $5, $6, $7, $8, $9)"), 9 },
+     * begin (004_success_recheck.sql); a first try that landed answers as
+     * it did (008_failover_retries.sql). */
+    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded_once($1, $2, $3, $4, $5, $6, $7, $8, $9)"), 9 },
     [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },
     /* A login's 503 before its password was judged (005_audit_unavailable.sql). */
     [DB_LOGIN_UNAVAILABLE] = { "SELECT verona_attempt_unavailable($1, $2, $3)", 3 },
@@ -76,10 +86,10 @@ static const struct {
                             "FROM verona_password_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) "
                             "WHERE user_id IS NOT NULL", 8 },
     /* false when locked, reset, changed or logged out since the begin
-     * (006_password_recheck.sql). */
-    [DB_PASSWORD_SET] = { "SELECT verona_password_attempt_set_checked($1, $2, $3, $4, $5)", 5 },
+     * (006_password_recheck.sql); true when a first try landed (008). */
+    [DB_PASSWORD_SET] = { "SELECT verona_password_attempt_set_once($1, $2, $3, $4, $5)", 5 },
     [DB_REGISTER_WAIT] = { "SELECT verona_register_attempt($1)", 1 },
-    [DB_REGISTER] = { "SELECT verona_register_user($1, $2)", 2 },
+    [DB_REGISTER] = { "SELECT verona_register_user_once($1, $2)", 2 },
     [DB_SWEEP] = { "SELECT verona_sweep($1, $2)", 2 },
     [DB_PROBE] = { "SELECT 1", 0 },
 };
@@ -90,6 +100,261 @@ static const char *const db_conn_state_names[] = { "down", "connecting", "prepar
 static void db_conn_connect(struct db_conn *c);
 static void db_conn_on_poll(uv_poll_t *poll, int status, int events);
 static void db_dispatch(struct db *db);
+
+/*
+ * The resolver: one thread that looks host names up when asked, so that
+ * getaddrinfo never runs on the loop (nor on the threads that hash). It
+ * shares only this struct with the loop, under `lock`; the loop hears of
+ * new addresses through `async`. The last of the two owners to let go
+ * frees it, so a lookup still running at shutdown touches nothing freed.
+ */
+struct db_resolver {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int refs;
+    int stop;
+    int requested;
+    int count;
+    char names[DB_HOSTS_MAX][256];
+    char ports[DB_HOSTS_MAX][16];
+    char addrs[DB_HOSTS_MAX][64];
+    uv_async_t *async; /* NULL once the loop closed it */
+};
+
+static void db_resolver_release(struct db_resolver *r)
+{
+    int last;
+
+    pthread_mutex_lock(&r->lock);
+    last = --r->refs == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (last) {
+        pthread_mutex_destroy(&r->lock);
+        pthread_cond_destroy(&r->wake);
+        free(r);
+    }
+}
+
+static void *db_resolver_main(void *arg)
+{
+    struct db_resolver *r = arg;
+    char names[DB_HOSTS_MAX][256], ports[DB_HOSTS_MAX][16], addrs[DB_HOSTS_MAX][64];
+    int count;
+
+    pthread_mutex_lock(&r->lock);
+    while (!r->stop) {
+        if (!r->requested) {
+            pthread_cond_wait(&r->wake, &r->lock);
+            continue;
+        }
+        r->requested = 0;
+        count = r->count;
+        memcpy(names, r->names, sizeof(names));
+        memcpy(ports, r->ports, sizeof(ports));
+        pthread_mutex_unlock(&r->lock);
+        for (int i = 0; i < count; i++) {
+            struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+
+            addrs[i][0] = '\0';
+            if (names[i][0] == '\0')
+                continue;
+            if (getaddrinfo(names[i], ports[i][0] != '\0' ? ports[i] : NULL, &hints, &res) == 0 && res != NULL) {
+                const void *a = res->ai_family == AF_INET6
+                                    ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                                    : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+                if (inet_ntop(res->ai_family, a, addrs[i], sizeof(addrs[i])) == NULL)
+                    addrs[i][0] = '\0';
+            }
+            if (res != NULL)
+                freeaddrinfo(res);
+        }
+        pthread_mutex_lock(&r->lock);
+        memcpy(r->addrs, addrs, sizeof(addrs));
+        if (r->async != NULL)
+            uv_async_send(r->async);
+    }
+    pthread_mutex_unlock(&r->lock);
+    db_resolver_release(r);
+    return NULL;
+}
+
+/* Asks for a fresh lookup of every name (after a failed connect too: a
+ * name may point elsewhere after a failover). */
+static void db_resolve(struct db *db)
+{
+    if (db->resolver == NULL)
+        return;
+    pthread_mutex_lock(&db->resolver->lock);
+    db->resolver->requested = 1;
+    pthread_cond_signal(&db->resolver->wake);
+    pthread_mutex_unlock(&db->resolver->lock);
+}
+
+static void db_on_resolved(uv_async_t *a)
+{
+    struct db *db = a->data;
+
+    if (db->resolver == NULL)
+        return;
+    pthread_mutex_lock(&db->resolver->lock);
+    for (int i = 0; i < db->host_count; i++)
+        if (db->hosts[i].needs_resolve && db->resolver->addrs[i][0] != '\0')
+            snprintf(db->hosts[i].addr, sizeof(db->hosts[i].addr), "%s", db->resolver->addrs[i]);
+    pthread_mutex_unlock(&db->resolver->lock);
+}
+
+/* Splits `list` at commas into out[max][size]; returns the count, or -1
+ * when there are too many or one is too long. */
+static int db_split(const char *list, char *out, size_t size, int max)
+{
+    int n = 0;
+
+    for (const char *p = list;; n++) {
+        size_t len = strcspn(p, ",");
+
+        if (n == max || len >= size)
+            return -1;
+        memcpy(out + (size_t)n * size, p, len);
+        out[(size_t)n * size + len] = '\0';
+        if (p[len] == '\0')
+            return n + 1;
+        p += len + 1;
+    }
+}
+
+static const char *db_option(const struct db *db, const char *keyword)
+{
+    for (const PQconninfoOption *o = db->options; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, keyword) == 0)
+            return o->val != NULL && o->val[0] != '\0' ? o->val : NULL;
+    return NULL;
+}
+
+/* Reads the host list of the URL. A URL that sets hostaddr itself is
+ * passed to libpq as it is (one entry that libpq walks). Returns 0, or -1
+ * with the reason (which never quotes the URL: it may hold a password). */
+static int db_parse_hosts(struct db *db, const char *url, const char **why)
+{
+    char hosts[DB_HOSTS_MAX][256], ports[DB_HOSTS_MAX][16];
+    const char *host, *port;
+    int nports = 0;
+    char *err = NULL;
+
+    db->options = PQconninfoParse(url, &err);
+    if (db->options == NULL) {
+        PQfreemem(err); /* libpq's message may quote the URL, password and all */
+        *why = "database_url cannot be parsed";
+        return -1;
+    }
+    host = db_option(db, "host");
+    port = db_option(db, "port");
+    if (db_option(db, "hostaddr") != NULL) {
+        db->host_count = 1; /* hosts[0] all empty: libpq's own walk */
+        return 0;
+    }
+    db->host_count = db_split(host != NULL ? host : "", &hosts[0][0], sizeof(hosts[0]), DB_HOSTS_MAX);
+    if (port != NULL)
+        nports = db_split(port, &ports[0][0], sizeof(ports[0]), DB_HOSTS_MAX);
+    if (db->host_count < 0 || nports < 0 || (nports > 1 && nports != db->host_count)) {
+        *why = "database_url: too many hosts, or ports that do not match them";
+        return -1;
+    }
+    for (int i = 0; i < db->host_count; i++) {
+        struct db_host *h = &db->hosts[i];
+        unsigned char buf[16];
+
+        _Static_assert(sizeof(h->name) == sizeof(hosts[0]) && sizeof(h->port) == sizeof(ports[0]),
+                       "host fields and their split buffers");
+        memcpy(h->name, hosts[i], sizeof(h->name)); /* db_split ended each within its size */
+        if (nports > 0)
+            memcpy(h->port, ports[nports == 1 ? 0 : i], sizeof(h->port));
+        if (h->name[0] == '\0' || h->name[0] == '/' || h->name[0] == '@')
+            continue; /* a socket folder: nothing to resolve */
+        if (inet_pton(AF_INET, h->name, buf) == 1 || inet_pton(AF_INET6, h->name, buf) == 1)
+            snprintf(h->addr, sizeof(h->addr), "%s", h->name);
+        else
+            h->needs_resolve = 1;
+    }
+    return 0;
+}
+
+/* Starts the resolver when some host is a name. Returns 0 or -1. */
+static int db_start_resolver(struct db *db)
+{
+    struct db_resolver *r;
+    pthread_t thread;
+    int names = 0;
+
+    for (int i = 0; i < db->host_count; i++)
+        names += db->hosts[i].needs_resolve;
+    if (names == 0)
+        return 0;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    r->refs = 2; /* the loop's and the thread's */
+    r->requested = 1;
+    r->count = db->host_count;
+    for (int i = 0; i < db->host_count; i++) {
+        if (db->hosts[i].needs_resolve)
+            snprintf(r->names[i], sizeof(r->names[i]), "%s", db->hosts[i].name);
+        snprintf(r->ports[i], sizeof(r->ports[i]), "%s", db->hosts[i].port);
+    }
+    if (uv_async_init(db->loop, &db->resolved, db_on_resolved) != 0) {
+        free(r);
+        return -1;
+    }
+    db->resolved.data = db;
+    db->handles_open++;
+    r->async = &db->resolved;
+    if (pthread_create(&thread, NULL, db_resolver_main, r) != 0) {
+        r->async = NULL;
+        free(r);
+        return -1;
+    }
+    pthread_detach(thread);
+    db->resolver = r;
+    return 0;
+}
+
+static void db_stop_resolver(struct db *db)
+{
+    if (db->resolver == NULL)
+        return;
+    pthread_mutex_lock(&db->resolver->lock);
+    db->resolver->stop = 1;
+    db->resolver->async = NULL;
+    pthread_cond_signal(&db->resolver->wake);
+    pthread_mutex_unlock(&db->resolver->lock);
+    db_resolver_release(db->resolver);
+    db->resolver = NULL;
+}
+
+/* "host:port" of a connection that is up, for status and logs. */
+static void db_conn_label(const struct db_conn *c, char *buf, size_t size)
+{
+    const char *host = PQhost(c->pg), *port = PQport(c->pg);
+
+    if (host != NULL && strchr(host, ':') != NULL && host[0] != '/')
+        snprintf(buf, size, "[%s]:%s", host, port != NULL ? port : "");
+    else
+        snprintf(buf, size, "%s:%s", host != NULL ? host : "", port != NULL ? port : "");
+}
+
+/* SQLSTATE of a node that cannot take our writes now: 57P01-57P03 (shut
+ * down, crashed, not accepting connections), 25006 (read-only: demoted),
+ * class 08 (connection exceptions). */
+static int db_failover_error(const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (state == NULL)
+        return 0;
+    return strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+           strcmp(state, "25006") == 0 || strncmp(state, "08", 2) == 0;
+}
 
 int db_result_ok(const PGresult *res)
 {
@@ -112,6 +377,18 @@ int db_is_up(const struct db *db)
     return 1;
 }
 
+int db_ready_for_balancer(const struct db *db)
+{
+    uint64_t since;
+
+    if (db_is_up(db))
+        return 1;
+    if (!db->ever_up || db->closing)
+        return 0;
+    since = db->up == 0 ? db->down_since_ms : db->last_answer_ms;
+    return uv_now(db->loop) - since < (uint64_t)db->failover_wait_ms;
+}
+
 int db_schema_too_old(const struct db *db)
 {
     return db->up == 0 && db->schema_old;
@@ -131,6 +408,24 @@ static int db_state_is_up(enum db_conn_state s)
     return s == DB_CONN_IDLE || s == DB_CONN_BUSY;
 }
 
+static void db_fail_pending(struct db *db);
+
+int db_in_failover_wait(const struct db *db)
+{
+    return db->ever_up && !db->closing && db->up == 0 &&
+           uv_now(db->loop) - db->down_since_ms < (uint64_t)db->failover_wait_ms;
+}
+
+/* The failover wait is over and no primary came: the queued queries fail
+ * (their requests answer 503), and new ones fail at once from now on. */
+static void db_on_wait_over(uv_timer_t *t)
+{
+    struct db *db = t->data;
+
+    if (db->up == 0)
+        db_fail_pending(db);
+}
+
 /* The one place a connection changes state; keeps db->up and logs. */
 static void db_conn_set_state(struct db_conn *c, enum db_conn_state next)
 {
@@ -148,6 +443,14 @@ static void db_conn_set_state(struct db_conn *c, enum db_conn_state next)
     if (is_up && !was_up)
         db->last_answer_ms = uv_now(db->loop);
     if (pool_was_up != (db->up > 0) && !db->closing) {
+        if (db->up == 0) {
+            db->down_since_ms = uv_now(db->loop);
+            if (db->ever_up && db->failover_wait_ms > 0)
+                uv_timer_start(&db->wait_timer, db_on_wait_over, (uint64_t)db->failover_wait_ms, 0);
+        } else {
+            db->ever_up = 1;
+            uv_timer_stop(&db->wait_timer);
+        }
         log_emit(db->up > 0 ? LOG_INFO : LOG_WARN, db->up > 0 ? "db_up" : "db_down", NULL);
         if (db->on_state != NULL)
             db->on_state(db->on_state_arg, db->up > 0);
@@ -232,10 +535,23 @@ static void db_conn_lost(struct db_conn *c, const char *why)
     }
     c->query = NULL;
     db_conn_set_state(c, DB_CONN_DOWN);
+    if (q != NULL && !db->closing && q->retried < DB_RETRIES_MAX && (db->up > 0 || db_in_failover_wait(db))) {
+        /* Its answer is lost: send it again first, on the next connection
+         * up (every statement is safe to repeat, 008). */
+        q->retried++;
+        q->next = db->pending_head;
+        db->pending_head = q;
+        if (db->pending_tail == NULL)
+            db->pending_tail = q;
+        db->pending++;
+        q = NULL;
+    }
     if (q != NULL)
         q->cb(q->arg, NULL);
-    if (db->up == 0)
+    if (db->up == 0 && !db_in_failover_wait(db))
         db_fail_pending(db);
+    else if (db->up > 0)
+        db_dispatch(db);
 }
 
 static void db_conn_on_retry(uv_timer_t *t)
@@ -259,10 +575,19 @@ static void db_conn_arm_deadline(struct db_conn *c)
     uv_timer_start(&c->retry, db_conn_on_deadline, DB_DEADLINE_MS, 0);
 }
 
+/* The next host at once after a failure; the backoff only once every
+ * host has failed in a row (one host: the backoff every time). */
 static void db_conn_schedule_retry(struct db_conn *c)
 {
-    if (c->db->closing)
+    struct db *db = c->db;
+
+    if (db->closing)
         return;
+    if (++c->cycle_fails < db->host_count) {
+        uv_timer_start(&c->retry, db_conn_on_retry, 0, 0);
+        return;
+    }
+    c->cycle_fails = 0;
     uv_timer_start(&c->retry, db_conn_on_retry, (uint64_t)c->backoff_ms, 0);
     c->backoff_ms *= 2;
     if (c->backoff_ms > DB_BACKOFF_MAX_MS)
@@ -271,7 +596,15 @@ static void db_conn_schedule_retry(struct db_conn *c)
 
 static void db_conn_fail(struct db_conn *c, const char *why)
 {
-    c->db->schema_old = 0;
+    struct db *db = c->db;
+
+    db->schema_old = 0;
+    /* Move the pool on from a host that failed (unless another connection
+     * already did); a name may point elsewhere by now. */
+    if (db->host_next == c->host && db->host_count > 1)
+        db->host_next = (c->host + 1) % db->host_count;
+    if (db->hosts[c->host].needs_resolve)
+        db_resolve(db);
     db_conn_lost(c, why);
     db_conn_schedule_retry(c);
 }
@@ -329,6 +662,27 @@ static void db_conn_on_schema_version(struct db_conn *c, PGresult *res)
     db_conn_prepare_next(c);
 }
 
+/* A connection is up on a read-write node: if it is not the one the pool
+ * used so far, the primary changed (a failover or switchover). */
+static void db_conn_on_primary(struct db_conn *c)
+{
+    struct db *db = c->db;
+    char label[DB_HOST_LABEL_MAX], from[DB_HOST_LABEL_MAX];
+
+    db->host_next = c->host;
+    db_conn_label(c, label, sizeof(label));
+    if (strcmp(label, db->primary) == 0)
+        return;
+    snprintf(from, sizeof(from), "%s", db->primary);
+    snprintf(db->primary, sizeof(db->primary), "%s", label);
+    if (from[0] == '\0')
+        return; /* the first connection: nothing changed */
+    db->primary_changes++;
+    log_emit(LOG_WARN, "db_primary_changed", json_pack("{s:s, s:s}", "from", from, "to", label));
+    if (db->on_primary != NULL)
+        db->on_primary(db->on_primary_arg, from, label);
+}
+
 /* Sends the next PREPARE, or turns IDLE once all are prepared. */
 static void db_conn_prepare_next(struct db_conn *c)
 {
@@ -336,9 +690,11 @@ static void db_conn_prepare_next(struct db_conn *c)
 
     if (c->prepared == DB_STATEMENT_COUNT) {
         c->backoff_ms = DB_BACKOFF_MIN_MS;
+        c->cycle_fails = 0;
         c->db->schema_warned = 0;
         c->db->schema_old = 0;
         uv_timer_stop(&c->retry);
+        db_conn_on_primary(c);
         db_conn_set_state(c, DB_CONN_IDLE);
         db_dispatch(c->db);
         return;
@@ -353,16 +709,74 @@ static void db_conn_prepare_next(struct db_conn *c)
         db_conn_watch(c, UV_READABLE | UV_WRITABLE);
 }
 
+/* The options of a connection to host `h`: the URL's own, with this one
+ * host (and its address, resolved off the loop), read-write sessions and
+ * keepalives that notice a silent primary within about 3 s, unless the
+ * URL sets them. Returns the number of pairs written. */
+static int db_conn_params(const struct db *db, const struct db_host *h, const char **keys, const char **vals,
+                          int max)
+{
+    static const char *const ours[][2] = {
+        { "target_session_attrs", "read-write" }, { "keepalives", "1" }, { "keepalives_idle", "1" },
+        { "keepalives_interval", "1" },           { "keepalives_count", "2" }, { "tcp_user_timeout", "3000" },
+    };
+    int n = 0, passthrough = db_option(db, "hostaddr") != NULL;
+
+    for (const PQconninfoOption *o = db->options; o->keyword != NULL && n < max - 10; o++) {
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        if (!passthrough && (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "port") == 0))
+            continue;
+        keys[n] = o->keyword;
+        vals[n++] = o->val;
+    }
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+        if (db_option(db, ours[i][0]) != NULL)
+            continue;
+        keys[n] = ours[i][0];
+        vals[n++] = ours[i][1];
+    }
+    if (!passthrough) {
+        if (h->name[0] != '\0') {
+            keys[n] = "host";
+            vals[n++] = h->name;
+        }
+        if (h->addr[0] != '\0' && h->needs_resolve) {
+            keys[n] = "hostaddr";
+            vals[n++] = h->addr;
+        }
+        if (h->port[0] != '\0') {
+            keys[n] = "port";
+            vals[n++] = h->port;
+        }
+    }
+    keys[n] = NULL;
+    vals[n] = NULL;
+    return n;
+}
+
 static void db_conn_connect(struct db_conn *c)
 {
-    c->pg = PQconnectStart(c->db->url);
+    struct db *db = c->db;
+    const char *keys[64], *vals[64];
+
+    c->host = db->host_next;
+    if (db->hosts[c->host].needs_resolve && db->hosts[c->host].addr[0] == '\0') {
+        /* Not looked up yet: never let libpq resolve it on the loop. */
+        db_resolve(db);
+        db->host_next = (c->host + 1) % db->host_count;
+        uv_timer_start(&c->retry, db_conn_on_retry, DB_BACKOFF_MIN_MS, 0);
+        return;
+    }
+    db_conn_params(db, &db->hosts[c->host], keys, vals, 64);
+    c->pg = PQconnectStartParams(keys, vals, 0);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         db_conn_fail(c, db_conn_error(c));
         return;
     }
     PQsetnonblocking(c->pg, 1);
     db_conn_set_state(c, DB_CONN_CONNECTING);
-    db_conn_arm_deadline(c);
+    uv_timer_start(&c->retry, db_conn_on_deadline, DB_CONNECT_HOST_MS, 0);
     if (db_conn_watch(c, UV_WRITABLE) != 0)
         db_conn_fail(c, "cannot watch the connection's socket");
 }
@@ -476,6 +890,17 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
         struct db_query *q = c->query;
         PGresult *res = c->result;
 
+        if (db_failover_error(res)) {
+            /* A node shutting down or demoted: the statement did not
+             * commit there (or its answer is lost). Rebuild the connection;
+             * db_conn_lost sends the query again on the next one up. */
+            char why[128];
+
+            snprintf(why, sizeof(why), "SQLSTATE %s", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+            db_conn_fail(c, why);
+            return;
+        }
+
         c->query = NULL;
         c->result = NULL;
         uv_timer_stop(&c->retry);
@@ -537,7 +962,8 @@ static void db_dispatch(struct db *db)
 
 void db_query_send(struct db *db, struct db_query *q)
 {
-    if (db->up == 0 || db->closing || db->pending >= DB_PENDING_MAX) {
+    q->retried = 0;
+    if ((db->up == 0 && !db_in_failover_wait(db)) || db->closing || db->pending >= DB_PENDING_MAX) {
         q->cb(q->arg, NULL);
         return;
     }
@@ -575,9 +1001,16 @@ static void db_on_probe(uv_timer_t *t)
     db_query_send(db, &db->probe_query);
 }
 
+void db_set_failover_wait(struct db *db, int ms)
+{
+    db->failover_wait_ms = ms;
+}
+
 int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schema_required,
             db_state_cb on_state, void *on_state_arg)
 {
+    const char *why = NULL;
+
     memset(db, 0, sizeof(*db));
     db->loop = loop;
     db->schema_required = schema_required;
@@ -591,10 +1024,23 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
         return -ENOMEM;
     }
     db->size = size;
+    if (db_parse_hosts(db, url, &why) != 0) {
+        log_emit(LOG_ERROR, "bad_settings", json_pack("{s:s}", "error", why));
+        PQconninfoFree(db->options);
+        free(db->url);
+        free(db->conns);
+        return -EINVAL;
+    }
+    db->down_since_ms = uv_now(loop);
     uv_timer_init(loop, &db->probe);
     db->probe.data = db;
     db->handles_open++;
     uv_timer_start(&db->probe, db_on_probe, DB_PROBE_MS, DB_PROBE_MS);
+    uv_timer_init(loop, &db->wait_timer);
+    db->wait_timer.data = db;
+    db->handles_open++;
+    if (db_start_resolver(db) != 0)
+        log_emit(LOG_WARN, "db_resolver_failed", json_pack("{s:s}", "error", "cannot start the resolver thread"));
     for (int i = 0; i < size; i++) {
         struct db_conn *c = &db->conns[i];
         c->db = db;
@@ -613,6 +1059,12 @@ void db_close(struct db *db)
     db->closing = 1;
     uv_timer_stop(&db->probe);
     uv_close((uv_handle_t *)&db->probe, db_on_handle_close);
+    uv_timer_stop(&db->wait_timer);
+    uv_close((uv_handle_t *)&db->wait_timer, db_on_handle_close);
+    if (db->resolver != NULL) {
+        db_stop_resolver(db);
+        uv_close((uv_handle_t *)&db->resolved, db_on_handle_close);
+    }
     for (int i = 0; i < db->size; i++) {
         struct db_conn *c = &db->conns[i];
         if (c->pg != NULL || c->query != NULL)
@@ -626,6 +1078,8 @@ void db_close(struct db *db)
 
 void db_free(struct db *db)
 {
+    PQconninfoFree(db->options);
+    db->options = NULL;
     free(db->conns);
     free(db->url);
     db->conns = NULL;

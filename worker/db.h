@@ -2,9 +2,18 @@
  *
  * A small pool of non-blocking libpq connections, each watched by a
  * uv_poll_t. Queries use statements prepared on every connection at
- * connect time. A dropped connection reconnects by itself with backoff;
- * while no connection is up every query fails at once (the caller answers
- * 503) and nothing ever blocks the loop.
+ * connect time. A dropped connection reconnects by itself with backoff.
+ *
+ * Several hosts (SPEC section 9): the URL may name a list; each connection
+ * tries them one at a time from the one that last served, with a deadline
+ * each, read-write sessions only, keepalives and tcp_user_timeout. Names
+ * are resolved on a thread of the pool's own and given to libpq as
+ * hostaddr, so nothing blocks the loop. A connection that answers with
+ * SQLSTATE 57P01-57P03, 25006 (a demoted node) or class 08 is rebuilt.
+ * While no connection is up, a query waits for one as long as the
+ * database has been lost for less than the failover wait, then fails (the
+ * caller answers 503); the query in flight on a lost connection is sent
+ * again on the next one (every statement is safe to repeat: 008).
  */
 #ifndef VERONA_WORKER_DB_H
 #define VERONA_WORKER_DB_H
@@ -14,6 +23,8 @@
 
 #define DB_PARAMS_MAX 9
 #define DB_PENDING_MAX 4096
+#define DB_HOSTS_MAX 8
+#define DB_HOST_LABEL_MAX 280
 
 /* The prepared statements; their SQL is in db.c beside the names. */
 enum db_statement {
@@ -51,6 +62,7 @@ struct db_query {
     int formats[DB_PARAMS_MAX];
     db_query_cb cb;
     void *arg;
+    int retried;           /* sent again after a lost connection (the pool sets it) */
     struct db_query *next; /* pending list; the pool's */
 };
 
@@ -76,10 +88,26 @@ struct db_conn {
     PGresult *result;        /* first result of the query in flight */
     uv_timer_t retry;
     int backoff_ms;
+    int host;                /* index in db->hosts being tried or used */
+    int cycle_fails;         /* failed tries since the last pass over every host */
     uint64_t sent_ms;        /* when the query in flight was sent */
 };
 
+/* One host of the URL: its name as written ("" = libpq's default socket),
+ * its port ("" = default), and its numeric address once resolved (or at
+ * once for a literal; "" for a socket folder, which is not resolved). */
+struct db_host {
+    char name[256];
+    char port[16];
+    char addr[64];
+    int needs_resolve;
+};
+
+struct db_resolver;
+
 typedef void (*db_state_cb)(void *arg, int up);
+/* The primary the pool reaches changed (from: "" the first time). */
+typedef void (*db_primary_cb)(void *arg, const char *from, const char *to);
 
 struct db {
     uv_loop_t *loop;
@@ -101,6 +129,21 @@ struct db {
     uv_timer_t probe;         /* asks PostgreSQL something when all is quiet */
     struct db_query probe_query;
     int probe_busy;
+
+    PQconninfoOption *options;  /* the URL parsed (owned), host/port/hostaddr aside */
+    struct db_host hosts[DB_HOSTS_MAX];
+    int host_count;
+    int host_next;            /* where a new connection starts */
+    struct db_resolver *resolver; /* NULL when every host is numeric or a socket */
+    uv_async_t resolved;      /* the resolver's "new addresses" */
+    int failover_wait_ms;
+    uv_timer_t wait_timer;    /* ends the wait of queued queries */
+    uint64_t down_since_ms;   /* when `up` last fell to 0 (or start) */
+    int ever_up;
+    char primary[DB_HOST_LABEL_MAX]; /* host:port the pool last reached, "" */
+    uint64_t primary_changes;
+    db_primary_cb on_primary;
+    void *on_primary_arg;
 };
 
 /* Starts connecting `size` connections to `url`. A connection reads the
@@ -110,8 +153,16 @@ struct db {
 int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schema_required,
             db_state_cb on_state, void *on_state_arg);
 
-/* Runs `q`, now or when a connection frees up; with no connection up the
- * callback runs at once with NULL (before db_query_send returns). */
+/* How long queries wait for a primary while none is up (0: never). */
+void db_set_failover_wait(struct db *db, int ms);
+
+/* 1 while the database has been lost for less than the failover wait
+ * (after it was up once): requests wait, and /readyz stays 200. */
+int db_in_failover_wait(const struct db *db);
+
+/* Runs `q`, now or when a connection frees up; with no connection up it
+ * waits for one (db_in_failover_wait), else the callback runs at once with
+ * NULL (before db_query_send returns). Clears q->retried. */
 void db_query_send(struct db *db, struct db_query *q);
 
 /* 1 when at least one connection is up and PostgreSQL answers: not when
@@ -119,6 +170,11 @@ void db_query_send(struct db *db, struct db_query *q);
  * (a frozen server keeps its connections open). After every quiet half
  * second a probe query runs, so a stall shows without traffic. */
 int db_is_up(const struct db *db);
+
+/* /readyz: 1 while PostgreSQL answers, and during a failover until it has
+ * been lost (or silent) for the failover wait, so that a balancer keeps
+ * the hosts whose requests wait for a new primary (SPEC 10.3). */
+int db_ready_for_balancer(const struct db *db);
 
 /* 1 when none is up because the database lacks this build's migrations. */
 int db_schema_too_old(const struct db *db);

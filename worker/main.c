@@ -53,6 +53,18 @@ static void worker_on_db_state(void *arg, int up)
     worker_control_ready(w);
 }
 
+/* Another node took over: no session may be answered from what the old
+ * one said (a revocation it had may be all the new one has), so the cache
+ * starts empty. */
+static void worker_on_db_primary(void *arg, const char *from, const char *to)
+{
+    struct worker *w = arg;
+
+    (void)from;
+    (void)to;
+    session_cache_clear(&w->sessions);
+}
+
 static void worker_on_sweep_done(void *arg, PGresult *res)
 {
     struct worker *w = arg;
@@ -195,11 +207,16 @@ int worker_setup(struct worker *w, int listen_fd)
     w->http.on_drained = worker_on_drained;
     w->http.counters = &w->counters;
     w->http.route_of = routes_route_of;
-    if (db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, migrations_latest,
-                worker_on_db_state, w) != 0) {
-        log_emit(LOG_ERROR, "out_of_memory", NULL);
-        return 1;
+    rc = db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, migrations_latest,
+                 worker_on_db_state, w);
+    if (rc != 0) {
+        if (rc == -ENOMEM)
+            log_emit(LOG_ERROR, "out_of_memory", NULL);
+        return rc == -EINVAL ? 2 : 1; /* -EINVAL: logged as bad_settings */
     }
+    db_set_failover_wait(&w->db, w->cfg.db_failover_wait_ms);
+    w->db.on_primary = worker_on_db_primary;
+    w->db.on_primary_arg = w;
     session_touch_init(&w->touch, &w->db);
     uv_timer_init(w->loop, &w->sweep_timer);
     w->sweep_timer.data = w;

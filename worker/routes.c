@@ -204,6 +204,8 @@ static void route_readyz(struct route_ctx *ctx)
 {
     if (worker_db_ready(ctx->w))
         route_reply(ctx, 200, NULL, json_pack("{s:s}", "status", "ready"));
+    else if (db_ready_for_balancer(&ctx->w->db))
+        route_reply(ctx, 200, NULL, json_pack("{s:s}", "status", "failover")); /* requests wait for a primary */
     else if (db_schema_too_old(&ctx->w->db))
         route_error(ctx, 503, "unavailable", "the database schema is older than this build (run `verona migrate`)",
                     "Retry-After: 1\r\n");

@@ -98,6 +98,13 @@ void session_cache_forget_user(struct session_cache *cache, const char *user_id)
             cache->entries[i].fetched_ms = 0;
 }
 
+void session_cache_clear(struct session_cache *cache)
+{
+    cache->revocations++;
+    if (cache->entries != NULL)
+        memset(cache->entries, 0, SESSION_CACHE_SLOTS * sizeof(*cache->entries));
+}
+
 void session_cache_fini(struct session_cache *cache)
 {
     free(cache->entries);

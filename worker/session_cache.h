@@ -45,6 +45,10 @@ void session_cache_put(struct session_cache *cache, const unsigned char *hash, u
 void session_cache_forget(struct session_cache *cache, const unsigned char *hash);
 void session_cache_forget_user(struct session_cache *cache, const char *user_id);
 
+/* Drops every session, and every answer still in flight (the primary
+ * changed: what the old one said may not hold on the new one). */
+void session_cache_clear(struct session_cache *cache);
+
 void session_cache_fini(struct session_cache *cache);
 
 #endif

@@ -86,7 +86,10 @@ START_TEST(pong_carries_counters)
     in.counters.connections_accepted = 77;
     in.counters.session_cache_hits = 1000;
     in.counters.session_cache_misses = 31;
+    in.counters.db_primary_changes = 3;
+    strcpy(in.db_host, "198.18.0.12:5432");
     out = round_trip(&in);
+    ck_assert_str_eq(out.db_host, "198.18.0.12:5432");
     ck_assert_str_eq(out.state, "ready");
     ck_assert_int_eq(out.connections, 12);
     ck_assert_int_eq(out.in_flight, 3);
@@ -108,6 +111,9 @@ START_TEST(pong_carries_counters)
         ck_assert_int_eq(control_msg_decode(buf, n, &out, err, sizeof(err)), (long)n);
         ck_assert(out.counters.connections_accepted == 3);
         ck_assert(out.counters.session_cache_hits == 0 && out.counters.session_cache_misses == 0);
+        /* ... and the database host and primary changes (several hosts). */
+        ck_assert_str_eq(out.db_host, "");
+        ck_assert(out.counters.db_primary_changes == 0);
     }
     /* A status code this build does not list (a newer worker's) adds to
      * "other"; a code that is no status is refused. */
