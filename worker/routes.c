@@ -316,7 +316,10 @@ static void route_logout_on_result(void *arg, PGresult *res)
     session_cache_forget(&ctx->w->sessions, ctx->token_hash);
     if (ctx->flag && !PQgetisnull(res, 0, 1))
         session_cache_forget_user(&ctx->w->sessions, PQgetvalue(res, 0, 1));
-    if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+    /* Nothing revoked: the token was not valid, unless this is the pool's
+     * second try after a lost answer, whose first try revoked it (SPEC
+     * 10.2: the revoked row is the check). */
+    if (strcmp(PQgetvalue(res, 0, 0), "0") == 0 && !ctx->query.retried) {
         route_session_ended(ctx);
         return;
     }

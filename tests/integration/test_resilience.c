@@ -152,6 +152,62 @@ START_TEST(older_schema_waits_for_migrate)
 }
 END_TEST
 
+/* A write the worker sends again after losing the answer to its commit (a
+ * failover) lands once and answers as the first try did (008, SPEC 10.2):
+ * a login's session, a registration, a password change. */
+START_TEST(writes_sent_twice_land_once)
+{
+    char name[64], sql[1024], *v, *hash, *first;
+    static const char token[] = "'\\x6661696c6f766572207477696365207477696365207477696365207477696365'::bytea";
+
+    harness_username(name, sizeof(name), "twice");
+    /* Registration: the second try finds its own (salted) hash. */
+    snprintf(sql, sizeof(sql), "SELECT verona_register_user_once('%s', 'hash-one-%s')", name, name);
+    first = harness_sql_value(sql);
+    ck_assert_ptr_nonnull(first);
+    ck_assert_str_ne(first, "");
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, first);
+    free(v);
+    snprintf(sql, sizeof(sql), "SELECT coalesce(verona_register_user_once('%s', 'another'), -1)", name);
+    v = harness_sql_value(sql); /* someone else's registration of the name: taken */
+    ck_assert_str_eq(v, "-1");
+    free(v);
+
+    /* A login's success: one session, the same expiry both times. */
+    snprintf(sql, sizeof(sql),
+             "SELECT verona_attempt_succeeded_once(0, %s, '%s', '198.18.0.1', %s, 3600, 1800, NULL, 'hash-one-%s')",
+             first, name, token, name);
+    v = harness_sql_value(sql);
+    ck_assert_str_ne(v, "");
+    hash = harness_sql_value(sql);
+    ck_assert_str_eq(hash, v);
+    free(v);
+    free(hash);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM sessions WHERE token_hash = %s", token);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "1");
+    free(v);
+
+    /* A password change: true both times, the new hash in place. */
+    snprintf(sql, sizeof(sql),
+             "SELECT verona_password_attempt_set_once(0, %s, %s, 'hash-two-%s', 'hash-one-%s')", first, token, name,
+             name);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "t");
+    free(v);
+    v = harness_sql_value(sql);
+    ck_assert_str_eq(v, "t");
+    free(v);
+    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE id = %s", first);
+    v = harness_sql_value(sql);
+    snprintf(sql, sizeof(sql), "hash-two-%s", name);
+    ck_assert_str_eq(v, sql);
+    free(v);
+    free(first);
+}
+END_TEST
+
 Suite *resilience_suite(void)
 {
     Suite *s = suite_create("resilience");
@@ -161,6 +217,7 @@ Suite *resilience_suite(void)
     tcase_add_test(tc, database_restart_gives_503_then_recovery);
     tcase_add_test(tc, frozen_database_is_not_ready);
     tcase_add_test(tc, older_schema_waits_for_migrate);
+    tcase_add_test(tc, writes_sent_twice_land_once);
     suite_add_tcase(s, tc);
     return s;
 }
