@@ -66,8 +66,16 @@ START_TEST(stopping_one_node_behind_haproxy_fails_nothing)
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
     fclose(f);
-    kill(pid, SIGTERM);
+    /* No node left: HAProxy's own 503 says when to come back. */
     cluster_stop(&b);
+    deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline && harness_request(front, "GET", "/healthz", NULL, NULL, r) != 503)
+        cluster_pause_ms(50);
+    ck_assert_int_eq(r->status, 503);
+    ck_assert_int_eq(harness_header(r, "Retry-After", extra, sizeof(extra)), 0);
+    ck_assert_str_eq(extra, "1");
+    ck_assert_ptr_nonnull(strstr(r->body, "\"unavailable\""));
+    kill(pid, SIGTERM);
     free(r);
 }
 END_TEST
