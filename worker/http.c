@@ -40,6 +40,7 @@ struct http_conn {
     size_t in_len;
     size_t header_bytes;
     int last_was_value;              /* header callbacks: field after value = new header */
+    int in_trailers;                 /* the headers are complete: fields now are a chunked body's trailers */
     int error_status;                /* set by a callback to reject the request */
     int close_after_write;
     int reading;
@@ -200,6 +201,7 @@ static int http_on_message_begin(http_parser *p)
     http_request_reset(&c->req);
     c->header_bytes = 0;
     c->last_was_value = 0;
+    c->in_trailers = 0;
     c->error_status = 0;
     if (c->state == HTTP_CONN_IDLE) {
         http_conn_set_state(c, HTTP_CONN_READING);
@@ -217,6 +219,12 @@ static int http_on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
     struct http_request *req = &c->req;
+
+    /* The trailers of a chunked body are never headers: a client (or a
+     * proxy that forwards them) could otherwise add an X-Forwarded-For
+     * after the one the proxy wrote. They are read past and dropped. */
+    if (c->in_trailers)
+        return 0;
 
     if (req->header_count == 0 && !c->last_was_value && req->path == NULL) {
         /* First header: the URL is complete. */
@@ -252,8 +260,11 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
     struct http_request *req = &c->req;
-    struct http_header *h = &req->headers[req->header_count - 1];
+    struct http_header *h;
 
+    if (c->in_trailers)
+        return 0;
+    h = &req->headers[req->header_count - 1];
     if (!c->last_was_value) {
         if (http_text_terminate(c) != 0)
             return 1;
@@ -336,6 +347,7 @@ static int http_on_headers_complete(http_parser *p)
         const uv_buf_t interim = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
         http_write_raw(c, &interim, 1, 0);
     }
+    c->in_trailers = 1;
     return 0;
 }
 

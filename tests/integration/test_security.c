@@ -206,6 +206,38 @@ START_TEST(every_forwarded_for_line_counts)
 }
 END_TEST
 
+/* The trailers of a chunked body are never headers: an X-Forwarded-For in
+ * them does not replace the one the trusted proxy wrote (it would have
+ * let a client pick the address that throttling and the audit see). */
+START_TEST(trailers_are_not_headers)
+{
+    struct harness_worker w;
+    char name[64], sql[256], json[256], raw[1024], *address;
+    int fd;
+
+    ck_assert_int_eq(harness_worker_start(&w, NULL, 1), 0);
+    harness_username(name, sizeof(name), "trailer");
+    snprintf(json, sizeof(json), "{\"username\":\"%s\",\"password\":\"wrong password!\"}", name);
+    snprintf(raw, sizeof(raw),
+             "POST /v1/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             "X-Forwarded-For: 203.0.113.7\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+             "%zx\r\n%s\r\n0\r\nX-Forwarded-For: 198.51.100.99\r\n\r\n",
+             strlen(json), json);
+    fd = harness_connect(w.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send(fd, raw, strlen(raw)), 0);
+    ck_assert_int_eq(harness_read_response(fd, r, 10000), 0);
+    close(fd);
+    ck_assert_int_eq(r->status, 401);
+    harness_worker_stop(&w);
+    snprintf(sql, sizeof(sql), "SELECT address FROM login_audit WHERE username = '%s'", name);
+    address = harness_sql_value(sql);
+    ck_assert_ptr_nonnull(address);
+    ck_assert_str_eq(address, "203.0.113.7");
+    free(address);
+}
+END_TEST
+
 /* Registers a user (and, with `logins`, gives it that many sessions)
  * through a worker of its own; returns its id and password hash. */
 static void race_user(const char *prefix, char *name, size_t size, int logins, char **id, char **hash)
@@ -596,6 +628,7 @@ Suite *security_suite(void)
     tcase_add_test(tc, a_success_after_a_password_change_or_lock_writes_nothing);
     tcase_add_test(tc, a_password_change_after_a_lock_reset_or_logout_writes_nothing);
     tcase_add_test(tc, every_forwarded_for_line_counts);
+    tcase_add_test(tc, trailers_are_not_headers);
     tcase_add_test(tc, success_clears_the_account_address_window);
     tcase_add_test(tc, address_window_covers_every_username);
     tcase_add_test(tc, account_window_spares_known_addresses);
