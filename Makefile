@@ -120,7 +120,7 @@ $(OUT)/tests/fault: $(call obj,$(FAULT_SRC) $(TESTLIB_SRC)) $(PROTO_OBJ)
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --suppress=missingIncludeSystem --suppress=variableScope --inline-suppr -D_GNU_SOURCE -I/usr/include/postgresql \
-	  proto worker supervisor tests
+	  proto worker supervisor tests docs
 
 # libFuzzer on the control protocol decoder; FUZZ_SECONDS bounds the run.
 FUZZ_SECONDS ?= 20

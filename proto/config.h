@@ -1,7 +1,7 @@
 /* proto/config.h - the one table of configuration keys (SPEC.md section 3).
  *
- * The table drives parsing, validation, defaults, the example file and the
- * help text. The supervisor parses the file; a supervised worker receives
+ * The table drives parsing, validation, defaults, the example file, the
+ * help text and the key list of verona.conf(5). The supervisor parses the file; a supervised worker receives
  * the same key = value text over its control socket and parses it with the
  * same code, so no key is ever parsed in two places.
  */
@@ -106,6 +106,10 @@ char *config_render(const struct config *cfg);
 
 /* Writes the documented example file (every key, its default, its help). */
 void config_write_example(FILE *out);
+
+/* Writes every key as a roff .TP entry (name, form, help, default, bounds
+ * or choices) for the key list of verona.conf(5) (docs/man/mkconf.c). */
+void config_write_man(FILE *out);
 
 /* Fills a sockaddr_in or sockaddr_in6 from "host:port" / "[v6]:port".
  * Returns 0 or -1. (`out` is a struct sockaddr_storage.) */

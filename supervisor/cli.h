@@ -23,11 +23,6 @@ int cli_config_load(struct config *cfg, const char *path);
  * database_url, say). Same contract as cli_config_load. */
 int cli_config_load_file(struct config *cfg, const char *path);
 
-/* For `ctl`, which needs only the admin socket: the file over the
- * defaults, without the checks of a config that serves (an unset
- * database_url, say). Same contract as cli_config_load. */
-int cli_config_load_file(struct config *cfg, const char *path);
-
 /* getopt for the subcommands that take -c FILE and -h/--help: returns
  * 'c' (optarg set), 'h', -1 at the end, or '?' after printing one line
  * that says what is wrong ("verona COMMAND: ..."). */

@@ -57,6 +57,10 @@ wait "$p1"; wait "$p2"
 echo "== deploy/verona.conf documents every key (verona config-example)"
 build/asan/bin/verona config-example | diff -u deploy/verona.conf -
 
+echo "== man pages (groff -ww clean; verona(8) agrees with --help; verona.conf(5) has every key)"
+make -s BUILD=asan build >/dev/null  # two lines: set -e ignores a failure left of &&
+sh tests/man/check.sh build/asan/bin build/asan/man
+
 echo "== unit tests (ASan, then UBSan: hash_memory is off under ASan)"
 CK_LOG_FILE_NAME="$tmp/unit.check" build/asan/tests/unit
 CK_LOG_FILE_NAME="$tmp/unit-ubsan.check" build/ubsan/tests/unit
