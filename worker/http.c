@@ -20,6 +20,12 @@
 #include "../proto/log.h"
 
 #define HTTP_IN_MAX (HTTP_HEADERS_MAX_BYTES + HTTP_BODY_MAX_BYTES + 8192)
+/* A client's share of a worker's memory (SPEC 5): past this many answer
+ * bytes it has not taken, its connection is neither read nor parsed until
+ * the writes drain; and a last answer not taken within the close timeout
+ * drops the connection. */
+#define HTTP_UNSENT_MAX (64 * 1024)
+#define HTTP_CLOSE_TIMEOUT_MS 10000
 
 enum http_conn_state {
     HTTP_CONN_IDLE = 0, /* keep-alive, waiting for a request's first byte */
@@ -432,6 +438,14 @@ const char *http_request_header_all(const struct http_request *req, const char *
     return found ? buf : NULL;
 }
 
+static void http_conn_process(struct http_conn *c);
+
+/* 1 while the client has more answer bytes waiting than its share. */
+static int http_conn_backlogged(const struct http_conn *c)
+{
+    return c->tcp.write_queue_size > HTTP_UNSENT_MAX;
+}
+
 static void http_on_write(uv_write_t *w, int status)
 {
     struct http_write *hw = (struct http_write *)w;
@@ -439,6 +453,8 @@ static void http_on_write(uv_write_t *w, int status)
 
     if (status < 0 || hw->close_after)
         http_conn_close(c);
+    else if (!uv_is_closing((uv_handle_t *)&c->tcp) && !http_conn_backlogged(c) && !c->reading)
+        http_conn_process(c); /* the client took its answers: read and parse again */
     http_conn_unref(c);
     free(hw);
 }
@@ -481,6 +497,8 @@ static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count,
     len -= skip;
     hw->conn = c;
     hw->close_after = close_after;
+    if (close_after)
+        http_conn_arm_timer(c, HTTP_CLOSE_TIMEOUT_MS); /* a last answer never taken drops the connection */
     buf = uv_buf_init(hw->data, (unsigned)len);
     c->refs++;
     if (uv_write(&hw->req, (uv_stream_t *)&c->tcp, &buf, 1, http_on_write) != 0) {
@@ -492,7 +510,6 @@ static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count,
     return 0;
 }
 
-static void http_conn_process(struct http_conn *c);
 static void http_conn_read_start(struct http_conn *c);
 
 void http_respond(struct http_request *req, int status, const char *headers, const char *body,
@@ -545,7 +562,7 @@ void http_respond(struct http_request *req, int status, const char *headers, con
             http_conn_arm_timer(c, HTTP_IDLE_TIMEOUT_MS);
         } else {
             http_conn_set_state(c, HTTP_CONN_CLOSING);
-            uv_timer_stop(&c->timer);
+            http_conn_arm_timer(c, HTTP_CLOSE_TIMEOUT_MS);
         }
     }
     http_conn_process(c); /* next pipelined request, if any */
@@ -660,7 +677,7 @@ static void http_conn_process(struct http_conn *c)
     c->processing = 1;
     c->refs++;
     while ((c->state == HTTP_CONN_IDLE || c->state == HTTP_CONN_READING) && c->in_len > 0 &&
-           !uv_is_closing((uv_handle_t *)&c->tcp)) {
+           !uv_is_closing((uv_handle_t *)&c->tcp) && !http_conn_backlogged(c)) {
         size_t n = http_parser_execute(&c->parser, &http_settings, c->in, c->in_len);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 
@@ -688,8 +705,12 @@ static void http_conn_process(struct http_conn *c)
         http_conn_close(c);
     /* Read more while there is room, also during a request (pipelining). */
     if (!c->reading && !c->peer_done && c->in_len < HTTP_IN_MAX && c->state != HTTP_CONN_CLOSING &&
-        !uv_is_closing((uv_handle_t *)&c->tcp))
+        !uv_is_closing((uv_handle_t *)&c->tcp) && !http_conn_backlogged(c))
         http_conn_read_start(c);
+    else if (c->reading && http_conn_backlogged(c)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
     c->processing = 0;
     http_conn_unref(c);
 }
