@@ -229,6 +229,28 @@ START_TEST(unset_database_url_stops_serve_not_ctl)
 }
 END_TEST
 
+/* A database URL libpq cannot parse is refused before anything connects,
+ * and the refusal never repeats it: libpq's own message quotes it whole,
+ * password and all (issue 19 finding 6). Both shapes that did. */
+START_TEST(a_bad_database_url_never_reaches_the_output)
+{
+    static const char *const urls[] = {
+        "postgresql://verona:S3cretPw@[::1/verona",
+        "postgresql://verona:S3cretPw%zz@localhost/verona",
+    };
+    char out[4096], env[256];
+
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        snprintf(env, sizeof(env), "VERONA_DATABASE_URL='%s'", urls[i]);
+        ck_assert_int_eq(run(env, "verona", "migrate", NULL, out, sizeof(out)), 2);
+        ck_assert_msg(strstr(out, "database_url cannot be parsed") != NULL, "got: %s", out);
+        ck_assert_msg(strstr(out, "S3cret") == NULL, "the password reached the output: %s", out);
+        ck_assert_int_eq(run(env, "verona", "serve", NULL, out, sizeof(out)), 2);
+        ck_assert_msg(strstr(out, "S3cret") == NULL, "the password reached the output: %s", out);
+    }
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -242,6 +264,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, worker_bad_usage_exits_2);
     tcase_add_test(tc, ctl_usage_errors_say_what_is_wrong);
     tcase_add_test(tc, unset_database_url_stops_serve_not_ctl);
+    tcase_add_test(tc, a_bad_database_url_never_reaches_the_output);
     suite_add_tcase(s, tc);
     return s;
 }
