@@ -33,7 +33,7 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SYSTEMD_LIBS = $(shell pkg-config --libs libsystemd)
 SUBMAKE = $(MAKE) --no-print-directory
 
-PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/password.c
+PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/nofile.c proto/password.c
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
               worker/hash_memory.c worker/http.c worker/login.c worker/routes.c worker/session_cache.c \
               worker/session_touch.c

@@ -104,6 +104,8 @@ static const struct config_key config_keys[] = {
       "login audit rows older than this are deleted" },
     { "registration", CONFIG_CHOICE, TEXT(registration), 0, 0, "open", "open closed",
       "open, or closed (POST /v1/users answers 403)" },
+    { "max_connections", CONFIG_INT, NUM(max_connections), 1, 1048576, "16384", NULL,
+      "client connections per worker; at the cap a worker takes no more until one closes (the others and the backlog take them); the open-files limit is raised to fit" },
     { "db_failover_wait_ms", CONFIG_INT, NUM(db_failover_wait_ms), 0, 60000, "5000", NULL,
       "a request that needs PostgreSQL waits this long for a primary (a failover) before 503; readyz turns 503 only after it" },
 };

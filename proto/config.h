@@ -30,6 +30,9 @@ struct config_cidr {
 
 #define CONFIG_KEYS_MAX 40
 
+/* The listen backlog of the shared socket (SPEC 10.8). */
+#define CONFIG_LISTEN_BACKLOG 4096
+
 struct config {
     char listen[128];
     char database_url[1024];
@@ -59,6 +62,7 @@ struct config {
     int audit_retention_days;
     char registration[16];
     int db_failover_wait_ms;
+    int max_connections;
 
     /* Where each key was last set, for messages about a key once its
      * file is read: the file, and the line (0: not set there). */

@@ -15,6 +15,7 @@
 
 #include "../proto/hash_gate.h"
 #include "../proto/log.h"
+#include "../proto/nofile.h"
 #include "cli.h"
 #include "supervisor.h"
 
@@ -40,7 +41,7 @@ static int serve_listen(const char *address, char *err, size_t errsize)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss,
              ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) != 0 ||
-        listen(fd, 4096) != 0) {
+        listen(fd, CONFIG_LISTEN_BACKLOG) != 0) {
         snprintf(err, errsize, "cannot listen on %.64s: %s", address, strerror(errno));
         close(fd);
         return -1;
@@ -254,6 +255,15 @@ int serve_main(int argc, char **argv)
         snprintf(sup->config_path, sizeof(sup->config_path), "%s", config_path);
 
     sup->loop = uv_default_loop();
+    {
+        /* Its workers inherit it (each raises its own too); SPEC 10.8. */
+        long want = (long)sup->cfg.max_connections + NOFILE_RESERVE, got = nofile_raise(want);
+
+        if (got < want)
+            log_emit(LOG_WARN, "nofile_capped",
+                     json_pack("{s:I, s:I, s:s}", "wanted", (json_int_t)want, "limit", (json_int_t)got, "hint",
+                               "raise the open-files hard limit (LimitNOFILE, ulimit -Hn)"));
+    }
     sup->listen_fd = serve_listen(sup->cfg.listen, err, sizeof(err));
     if (sup->listen_fd < 0) {
         fprintf(stderr, "verona serve: %s\n", err);

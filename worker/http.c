@@ -97,6 +97,8 @@ static void http_conn_set_state(struct http_conn *c, enum http_conn_state next)
     c->state = next;
 }
 
+static void http_server_accept(struct http_server *server);
+
 static void http_conn_unref(struct http_conn *c)
 {
     struct http_server *server = c->server;
@@ -119,6 +121,10 @@ static void http_conn_unref(struct http_conn *c)
         free(c->req.body);
     }
     free(c);
+    if (server->at_cap && server->stats.connections_open < server->max_connections && !server->draining) {
+        server->at_cap = 0;
+        http_server_accept(server); /* the one libuv held; it watches again */
+    }
     if (server->draining && server->listener_closed && server->conns == NULL &&
         server->on_drained != NULL)
         server->on_drained(server);
@@ -759,14 +765,13 @@ static void http_conn_read_start(struct http_conn *c)
         http_conn_close(c);
 }
 
-static void http_server_on_connection(uv_stream_t *listener, int status)
+/* Takes the connection libuv has accepted and serves it. */
+static void http_server_accept(struct http_server *server)
 {
-    struct http_server *server = listener->data;
+    uv_stream_t *listener = (uv_stream_t *)&server->listener;
     struct http_conn *c;
     int len = sizeof(c->req.peer);
 
-    if (status < 0 || server->draining)
-        return;
     c = calloc(1, sizeof(*c));
     if (c != NULL)
         c->in = malloc(HTTP_IN_MAX);
@@ -814,6 +819,22 @@ static void http_server_on_connection(uv_stream_t *listener, int status)
     http_conn_read_start(c);
 }
 
+static void http_server_on_connection(uv_stream_t *listener, int status)
+{
+    struct http_server *server = listener->data;
+
+    if (status < 0 || server->draining)
+        return;
+    if (server->max_connections > 0 && server->stats.connections_open >= server->max_connections) {
+        /* At the cap: leave it. libuv keeps the one connection it took
+         * and stops watching the shared socket, so the backlog goes to the
+         * other workers; a connection closing here takes it (below). */
+        server->at_cap = 1;
+        return;
+    }
+    http_server_accept(server);
+}
+
 int http_server_init(struct http_server *server, uv_loop_t *loop, const char *address, int fd,
                      http_handler_cb handler, void *data, char *err, size_t errsize)
 {
@@ -847,7 +868,7 @@ int http_server_init(struct http_server *server, uv_loop_t *loop, const char *ad
     }
     rc = uv_tcp_bind(&server->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&server->listener, 1024, NULL);
+        rc = uv_listen((uv_stream_t *)&server->listener, HTTP_BACKLOG, NULL);
     if (rc == 0)
         return 0;
     snprintf(err, errsize, "cannot listen on %s: %s", address, uv_strerror(rc));
@@ -860,7 +881,7 @@ int http_server_start(struct http_server *server)
 
     if (server->listening || server->draining)
         return 0;
-    rc = uv_listen((uv_stream_t *)&server->listener, 1024, http_server_on_connection);
+    rc = uv_listen((uv_stream_t *)&server->listener, HTTP_BACKLOG, http_server_on_connection);
     if (rc == 0)
         server->listening = 1;
     return rc;

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "../proto/config.h"
 #include "../proto/control.h"
 
 #define HTTP_HEADERS_MAX_BYTES 8192
@@ -20,6 +21,9 @@
 #define HTTP_IDLE_TIMEOUT_MS 60000
 /* A method http_parser does not know (the handler answers 404 or 405). */
 #define HTTP_METHOD_UNKNOWN ((enum http_method)255)
+/* Every worker's uv_listen (a listen() again on the shared socket) keeps
+ * the supervisor's backlog, never shrinks it. */
+#define HTTP_BACKLOG CONFIG_LISTEN_BACKLOG
 #define HTTP_DRAIN_IDLE_MS 1000     /* while draining, an idle connection closes after this */
 
 struct http_conn;
@@ -74,6 +78,8 @@ struct http_server {
     struct control_counters *counters; /* requests by route and status, latency (may be NULL) */
     enum control_route (*route_of)(const char *path); /* counts requests refused before the handler (may be NULL) */
     void (*on_drained)(struct http_server *server); /* last connection gone while draining */
+    int max_connections;         /* 0: no cap; at the cap no connection is taken until one closes */
+    int at_cap;
 };
 
 /* Opens `address` (host:port) or adopts the listening descriptor `fd`

@@ -16,6 +16,7 @@
 
 #include "../proto/hash_gate.h"
 #include "../proto/log.h"
+#include "../proto/nofile.h"
 #include "../sql/migrations.h"
 #include "control.h"
 #include "routes.h"
@@ -51,6 +52,21 @@ static void worker_on_db_state(void *arg, int up)
     w->ready_logged = 1;
     log_emit(LOG_INFO, "ready", json_pack("{s:i}", "schema_version", w->db.schema_version));
     worker_control_ready(w);
+}
+
+/* The open-files limit raised to fit max_connections; when the hard limit
+ * is lower, the cap follows what it allows (logged). */
+static int worker_connection_cap(int max_connections)
+{
+    long want = (long)max_connections + NOFILE_RESERVE, got = nofile_raise(want);
+
+    if (got >= want)
+        return max_connections;
+    got = got > NOFILE_RESERVE ? got - NOFILE_RESERVE : 1;
+    log_emit(LOG_WARN, "nofile_capped",
+             json_pack("{s:I, s:I, s:s}", "max_connections", (json_int_t)max_connections, "cap", (json_int_t)got,
+                       "hint", "raise the open-files hard limit (LimitNOFILE, ulimit -Hn)"));
+    return (int)got;
 }
 
 /* Another node took over: no session may be answered from what the old
@@ -207,6 +223,7 @@ int worker_setup(struct worker *w, int listen_fd)
     w->http.on_drained = worker_on_drained;
     w->http.counters = &w->counters;
     w->http.route_of = routes_route_of;
+    w->http.max_connections = worker_connection_cap(w->cfg.max_connections);
     rc = db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, migrations_latest,
                  worker_on_db_state, w);
     if (rc != 0) {

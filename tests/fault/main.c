@@ -10,6 +10,7 @@ Suite *rollout_suite(void);
 Suite *proxy_suite(void);
 Suite *failover_suite(void);
 Suite *client_share_suite(void);
+Suite *connections_suite(void);
 
 int main(void)
 {
@@ -19,6 +20,7 @@ int main(void)
     srunner_add_suite(sr, rollout_suite());
     srunner_add_suite(sr, proxy_suite());
     srunner_add_suite(sr, client_share_suite());
+    srunner_add_suite(sr, connections_suite());
     srunner_add_suite(sr, failover_suite()); /* last: it stops and restarts the test PostgreSQL */
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
