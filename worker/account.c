@@ -87,6 +87,7 @@ void account_register(struct route_ctx *ctx)
     struct db_query *q = &ctx->query;
     const char *username, *password;
     json_t *body;
+    int share;
 
     if (!ctx->w->cfg.registration_open) {
         route_error(ctx, 403, "registration_closed", "registration is closed", NULL);
@@ -122,6 +123,14 @@ void account_register(struct route_ctx *ctx)
         route_unavailable(ctx);
         return;
     }
+    share = auth_share_take(&ctx->w->auth, ctx->address);
+    if (share < 0) {
+        /* This address holds its eighth of the queue: 429, no hash. */
+        json_decref(body);
+        route_throttled_because(ctx, 1, ROUTE_SHARE_MESSAGE);
+        return;
+    }
+    ctx->share_held = share == 0;
     if (account_job_new(ctx) != 0) {
         json_decref(body);
         return;
@@ -266,6 +275,7 @@ void account_password(struct route_ctx *ctx)
     const char *old_password, *new_password;
     json_t *body;
     long old_chars;
+    int share;
 
     if (route_bearer(ctx) != 0)
         return;
@@ -299,6 +309,14 @@ void account_password(struct route_ctx *ctx)
         route_unavailable(ctx);
         return;
     }
+    share = auth_share_take(&ctx->w->auth, ctx->address);
+    if (share < 0) {
+        /* This address holds its eighth of the queue: 429, no hash. */
+        json_decref(body);
+        route_throttled_because(ctx, 1, ROUTE_SHARE_MESSAGE);
+        return;
+    }
+    ctx->share_held = share == 0;
     if (account_job_new(ctx) != 0) {
         json_decref(body);
         return;

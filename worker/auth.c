@@ -40,7 +40,58 @@ int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int 
     auth->loop = loop;
     auth->cfg = cfg;
     auth->gate = gate;
+    auth->share_max = cfg->hash_queue_max / 8 > 1 ? cfg->hash_queue_max / 8 : 1;
+    /* A share is held from before the request's database work until its
+     * answer, so more addresses than the queue holds jobs may hold one. */
+    auth->share_slots = cfg->hash_queue_max * 4 > 64 ? cfg->hash_queue_max * 4 : 64;
+    auth->shares = calloc((size_t)auth->share_slots, sizeof(*auth->shares));
+    if (auth->shares == NULL)
+        return -1;
     return auth_dummy_hash(auth->dummy_hash, cfg->argon2_opslimit, cfg->argon2_memlimit_kib);
+}
+
+void auth_fini(struct auth *auth)
+{
+    free(auth->shares);
+    auth->shares = NULL;
+}
+
+/* The entry of `key`, or (when `free_ok`) a free one; NULL when none. */
+static struct auth_share *auth_share_find(struct auth *auth, const char *key, int free_ok)
+{
+    struct auth_share *unused = NULL;
+
+    for (int i = 0; i < auth->share_slots; i++) {
+        struct auth_share *s = &auth->shares[i];
+
+        if (s->count > 0 && strcmp(s->key, key) == 0)
+            return s;
+        if (s->count == 0 && unused == NULL)
+            unused = s;
+    }
+    return free_ok ? unused : NULL;
+}
+
+int auth_share_take(struct auth *auth, const char *key)
+{
+    struct auth_share *s = auth_share_find(auth, key, 1);
+
+    if (s == NULL)
+        return 1; /* every entry held by another address: none of them is over its share; the queue bounds all */
+    if (s->count >= auth->share_max)
+        return -1;
+    if (s->count == 0)
+        snprintf(s->key, sizeof(s->key), "%s", key);
+    s->count++;
+    return 0;
+}
+
+void auth_share_release(struct auth *auth, const char *key)
+{
+    struct auth_share *s = auth_share_find(auth, key, 0);
+
+    if (s != NULL)
+        s->count--;
 }
 
 static void auth_job_hash(struct auth_job *job)

@@ -19,12 +19,23 @@
 #define AUTH_TOKEN_HASH_BYTES 32 /* BLAKE2b-256 */
 #define AUTH_HASH_NICE 10        /* the hash threads' nice value (worker/auth.c) */
 
+#define AUTH_SHARE_KEY_MAX 64     /* a client address as throttling keys it (worker/address.h) */
+
+/* What one client address holds of the hash queue. */
+struct auth_share {
+    char key[AUTH_SHARE_KEY_MAX];
+    int count;                   /* 0: a free entry */
+};
+
 struct auth {
     uv_loop_t *loop;
     const struct config *cfg;
     char dummy_hash[crypto_pwhash_STRBYTES];
     int queued;                  /* jobs submitted and not yet finished */
     int gate;                    /* the supervisor's hash gate, or -1 */
+    struct auth_share *shares;   /* share_slots entries (owned) */
+    int share_slots;
+    int share_max;               /* max(1, hash_queue_max / 8) an address (SPEC 10.11) */
 };
 
 /* One hashing job. The caller owns it until `cb` runs (always on the
@@ -58,6 +69,18 @@ int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int 
  * it costs no hash, so a new worker starts without an Argon2 run. 0, or -1
  * when libsodium does not read it back with the same parameters. */
 int auth_dummy_hash(char *out, int opslimit, int memlimit_kib);
+
+/* Frees what auth_init allocated. */
+void auth_fini(struct auth *auth);
+
+/* Takes one of `key`'s (a client address's) share of the hash queue, for
+ * a request that will hash: 0, or -1 when the address holds its share
+ * already (the request gets 429 and no hash; one account holder cannot
+ * starve the logins of everyone else). Given back by auth_share_release.
+ * 1: not counted, every entry being held by other addresses (then no
+ * release). */
+int auth_share_take(struct auth *auth, const char *key);
+void auth_share_release(struct auth *auth, const char *key);
 
 /* 1 when hash_queue_max jobs are queued: a new one would be refused. */
 int auth_queue_full(const struct auth *auth);

@@ -28,7 +28,9 @@ static void login_on_refusal_audited(void *arg, PGresult *res)
     struct route_ctx *ctx = arg;
 
     (void)res; /* audited or not, the answer is the same */
-    if (strcmp(ctx->result, "throttled") == 0)
+    if (ctx->share_refused)
+        route_throttled_because(ctx, 1, ROUTE_SHARE_MESSAGE);
+    else if (strcmp(ctx->result, "throttled") == 0)
         route_throttled(ctx, 1);
     else
         route_unavailable(ctx);
@@ -238,6 +240,7 @@ void login_handle(struct route_ctx *ctx)
     const char *username, *password;
     json_t *body = route_json_body(ctx, 0);
     long chars;
+    int share;
 
     if (body == NULL)
         return;
@@ -261,6 +264,15 @@ void login_handle(struct route_ctx *ctx)
         login_refuse(ctx, "unavailable");
         return;
     }
+    share = auth_share_take(&ctx->w->auth, ctx->address);
+    if (share < 0) {
+        /* This address holds its eighth of the queue: 429, no hash. */
+        json_decref(body);
+        ctx->share_refused = 1;
+        login_refuse(ctx, "throttled");
+        return;
+    }
+    ctx->share_held = share == 0;
     ctx->job = calloc(1, sizeof(*ctx->job));
     if (ctx->job == NULL) {
         json_decref(body);

@@ -369,6 +369,7 @@ int main(int argc, char **argv)
     if (w->configured)
         db_free(&w->db);
     session_cache_fini(&w->sessions);
+    auth_fini(&w->auth);
     free(w->control_in);
     uv_loop_close(w->loop);
     log_emit(LOG_INFO, "worker_exit", NULL);

@@ -59,6 +59,8 @@ void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t 
         sodium_memzero(ctx->job, sizeof(*ctx->job));
         free(ctx->job);
     }
+    if (ctx->share_held)
+        auth_share_release(&ctx->w->auth, ctx->address);
     sodium_memzero(ctx->token, sizeof(ctx->token));
     free(ctx);
 }

@@ -39,7 +39,13 @@ struct route_ctx {
     int waits;
     int step;
     int flag;
+    int share_held;                       /* holds one of its address's hash-queue share */
+    int share_refused;                    /* refused: its address held its share */
 };
+
+/* The 429 of a request whose client address holds its share of the hash
+ * queue (SPEC 5). */
+#define ROUTE_SHARE_MESSAGE "too many password checks at once from this address, try again"
 
 /* The http_server handler. */
 void routes_dispatch(struct http_server *server, struct http_request *req);

@@ -63,6 +63,44 @@ START_TEST(dummy_hash_costs_a_verify_and_never_matches)
 }
 END_TEST
 
+/* One address holds at most max(1, hash_queue_max / 8) of the queue; the
+ * others keep theirs, and a share given back can be taken again. */
+START_TEST(an_address_holds_an_eighth_of_the_hash_queue)
+{
+    struct config cfg;
+    struct auth auth;
+    char key[32];
+    char err[CONFIG_ERROR_MAX];
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_set(&cfg, "hash_queue_max", "16", err, sizeof(err)), 0);
+    ck_assert_int_eq(auth_init(&auth, NULL, &cfg, -1), 0);
+    ck_assert_int_eq(auth.share_max, 2);
+    ck_assert_int_eq(auth_share_take(&auth, "203.0.113.1"), 0);
+    ck_assert_int_eq(auth_share_take(&auth, "203.0.113.1"), 0);
+    ck_assert_int_eq(auth_share_take(&auth, "203.0.113.1"), -1);
+    ck_assert_int_eq(auth_share_take(&auth, "2001:db8:1:2::/64"), 0);
+    auth_share_release(&auth, "203.0.113.1");
+    ck_assert_int_eq(auth_share_take(&auth, "203.0.113.1"), 0);
+    /* As many addresses as the queue holds jobs, each with one. */
+    for (int i = 2; i < 64; i++) {
+        snprintf(key, sizeof(key), "198.51.100.%d", i);
+        ck_assert_int_eq(auth_share_take(&auth, key), 0);
+    }
+    /* Every entry held by another address (more requests wait for the
+     * database than the queue holds): not counted, not refused. */
+    ck_assert_int_eq(auth.share_slots, 64);
+    ck_assert_int_eq(auth_share_take(&auth, "192.0.2.1"), 1);
+    ck_assert_int_eq(auth_share_take(&auth, "203.0.113.1"), -1);
+    auth_fini(&auth);
+
+    ck_assert_int_eq(config_set(&cfg, "hash_queue_max", "3", err, sizeof(err)), 0);
+    ck_assert_int_eq(auth_init(&auth, NULL, &cfg, -1), 0);
+    ck_assert_int_eq(auth.share_max, 1); /* never 0 */
+    auth_fini(&auth);
+}
+END_TEST
+
 Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -72,6 +110,7 @@ Suite *auth_suite(void)
     tcase_add_test(tc, token_validation);
     tcase_add_test(tc, token_hash_is_stable_and_not_the_token);
     tcase_add_test(tc, dummy_hash_costs_a_verify_and_never_matches);
+    tcase_add_test(tc, an_address_holds_an_eighth_of_the_hash_queue);
     suite_add_tcase(s, tc);
     return s;
 }
