@@ -28,6 +28,13 @@ int cli_config_load_file(struct config *cfg, const char *path);
  * that says what is wrong ("verona COMMAND: ..."). */
 int cli_getopt(int argc, char **argv, const char *command);
 
+/* A blocking connection for the one-shot commands (migrate, user): to the
+ * read-write node of a URL that may name several hosts
+ * (target_session_attrs=read-write unless the URL says otherwise). The
+ * caller checks PQstatus and PQfinishes it. */
+struct pg_conn;
+struct pg_conn *cli_db_connect(const char *url);
+
 int migrate_main(int argc, char **argv);
 int users_main(int argc, char **argv);
 int serve_main(int argc, char **argv);

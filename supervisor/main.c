@@ -1,5 +1,6 @@
 /* supervisor/main.c - the `verona` program: picks the subcommand. */
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <string.h>
 #include <sodium.h>
@@ -52,6 +53,23 @@ int cli_config_load(struct config *cfg, const char *path)
         return CLI_USAGE;
     }
     return CLI_OK;
+}
+
+struct pg_conn *cli_db_connect(const char *url)
+{
+    static const char *const keys[] = { "dbname", "target_session_attrs", NULL };
+    const char *values[] = { url, "read-write", NULL };
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    int has_own = 0;
+
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "target_session_attrs") == 0 && o->val != NULL && o->val[0] != '\0')
+            has_own = 1;
+    PQconninfoFree(opts);
+    if (has_own)
+        return PQconnectdb(url);
+    /* expand_dbname: the URL is read whole, and the key after it is added. */
+    return PQconnectdbParams(keys, values, 1);
 }
 
 int cli_getopt(int argc, char **argv, const char *command)

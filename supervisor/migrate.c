@@ -101,7 +101,7 @@ int migrate_main(int argc, char **argv)
     }
     if (cli_config_load(&cfg, config_path) != CLI_OK)
         return CLI_USAGE;
-    pg = PQconnectdb(cfg.database_url);
+    pg = cli_db_connect(cfg.database_url);
     if (PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "verona migrate: cannot connect: %s\n", migrate_pg_error(pg));
         PQfinish(pg);

@@ -179,7 +179,7 @@ int users_main(int argc, char **argv)
             return CLI_FAILED;
         }
     }
-    pg = PQconnectdb(cfg.database_url);
+    pg = cli_db_connect(cfg.database_url);
     if (PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "verona user: cannot connect: %s\n", users_pg_error(pg));
         PQfinish(pg);

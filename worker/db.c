@@ -17,6 +17,12 @@
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 2000
+/* With several hosts a pass costs little (a demoted node refuses at once)
+ * and a new primary should be found soon after its promotion. */
+#define DB_BACKOFF_MAX_MULTI_MS 500
+/* A host whose connect timed out (cut off, powered down) is tried after
+ * the others for this long, so that each pass does not wait on it. */
+#define DB_SILENT_SKIP_MS 5000
 /* A connect or a query that takes longer is given up (its request gets a
  * 503) and the connection is rebuilt: a server that vanished silently
  * (failover, partition, a stopped host) must not hang requests. */
@@ -566,6 +572,8 @@ static void db_conn_on_deadline(uv_timer_t *t)
 {
     struct db_conn *c = t->data;
 
+    if (c->state == DB_CONN_CONNECTING)
+        c->db->hosts[c->host].silent_until_ms = uv_now(c->db->loop) + DB_SILENT_SKIP_MS;
     db_conn_fail(c, c->state == DB_CONN_CONNECTING ? "connect timed out" : "query timed out");
 }
 
@@ -590,8 +598,8 @@ static void db_conn_schedule_retry(struct db_conn *c)
     c->cycle_fails = 0;
     uv_timer_start(&c->retry, db_conn_on_retry, (uint64_t)c->backoff_ms, 0);
     c->backoff_ms *= 2;
-    if (c->backoff_ms > DB_BACKOFF_MAX_MS)
-        c->backoff_ms = DB_BACKOFF_MAX_MS;
+    if (c->backoff_ms > (db->host_count > 1 ? DB_BACKOFF_MAX_MULTI_MS : DB_BACKOFF_MAX_MS))
+        c->backoff_ms = db->host_count > 1 ? DB_BACKOFF_MAX_MULTI_MS : DB_BACKOFF_MAX_MS;
 }
 
 static void db_conn_fail(struct db_conn *c, const char *why)
@@ -670,6 +678,7 @@ static void db_conn_on_primary(struct db_conn *c)
     char label[DB_HOST_LABEL_MAX], from[DB_HOST_LABEL_MAX];
 
     db->host_next = c->host;
+    db->hosts[c->host].silent_until_ms = 0;
     db_conn_label(c, label, sizeof(label));
     if (strcmp(label, db->primary) == 0)
         return;
@@ -760,7 +769,21 @@ static void db_conn_connect(struct db_conn *c)
     struct db *db = c->db;
     const char *keys[64], *vals[64];
 
-    c->host = db->host_next;
+    /* While no connection is up, the pool's connections start from
+     * different hosts, so that one pass of them asks every host: a new
+     * primary is found as soon as it is promoted, whichever it is. */
+    int base = db->up == 0 ? (db->host_next + (int)(c - db->conns)) % db->host_count : db->host_next;
+
+    c->host = base;
+    /* Past a host that went silent lately, unless every host did. */
+    for (int i = 0; i < db->host_count; i++) {
+        int h = (base + i) % db->host_count;
+
+        if (db->hosts[h].silent_until_ms <= uv_now(db->loop)) {
+            c->host = h;
+            break;
+        }
+    }
     if (db->hosts[c->host].needs_resolve && db->hosts[c->host].addr[0] == '\0') {
         /* Not looked up yet: never let libpq resolve it on the loop. */
         db_resolve(db);

@@ -101,6 +101,7 @@ struct db_host {
     char port[16];
     char addr[64];
     int needs_resolve;
+    uint64_t silent_until_ms;  /* a connect timed out: tried last until then */
 };
 
 struct db_resolver;

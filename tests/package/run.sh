@@ -381,7 +381,7 @@ links=$(find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled /va
 ! dpkg-statoverride --list | grep -q verona || fail "a dpkg-statoverride for verona is left"
 [ ! -e /run/verona ] || fail "/run/verona is left"
 ok "no /etc/verona, no verona user or group, no enabled-unit link"
-runuser -u postgres -- psql -X -qtA "$pg_url" -c "SELECT count(*) FROM users WHERE username = '$user'" >"$tmp/db.out" 2>&1 ||
+(cd / && runuser -u postgres -- psql -X -qtA "$pg_url" -c "SELECT count(*) FROM users WHERE username = '$user'") >"$tmp/db.out" 2>&1 ||
     fail "the database is not there after purge: $(cat "$tmp/db.out")"
 [ "$(cat "$tmp/db.out")" = 1 ] || fail "the registered user is not in the database after purge: $(cat "$tmp/db.out")"
 ok "the database was not touched by purge (the user registered is still there)"
