@@ -20,6 +20,9 @@ SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_expires timestamptz;
 BEGIN
+    -- The first try may still be running: wait for it (the username lock
+    -- of 004's check) before looking for its session.
+    PERFORM pg_advisory_xact_lock(7420440, hashtext(lower(p_username)));
     SELECT least(s.expires_abs, s.last_used + make_interval(secs => s.idle_s)) INTO v_expires
       FROM sessions s WHERE s.token_hash = p_token_hash AND s.user_id = p_user_id;
     IF FOUND THEN
@@ -35,6 +38,8 @@ CREATE FUNCTION verona_password_attempt_set_once(p_attempt_id bigint, p_user_id 
     p_keep_token_hash bytea, p_new_hash text, p_verified_hash text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    -- The first try may still be running: wait for its row lock (006's).
+    PERFORM 1 FROM users WHERE id = p_user_id FOR UPDATE;
     IF EXISTS (SELECT 1 FROM users WHERE id = p_user_id AND password_hash = p_new_hash) THEN
         DELETE FROM login_failures WHERE id = p_attempt_id;
         RETURN true;

@@ -100,10 +100,26 @@ static const struct {
     [DB_PROBE] = { "SELECT 1", 0 },
 };
 
+/* db_conn.lost_cause: what is known of a query in flight that failed. */
+enum { DB_LOST_UNKNOWN = 0, DB_LOST_ABORTED, DB_LOST_NOT_RUN, DB_LOST_TIMED_OUT };
+
+/* A statement whose answer was lost is sent again: reads, and writes that
+ * check whether a first try landed (008). The attempt rows (a login's or
+ * a password change's begin) and the registration count are not checked:
+ * sent twice, they leave one extra pending row (a failure once 30 s old)
+ * or count one registration twice; a switchover that fails a login would
+ * be worse. Never a query that timed out: it may still be running. */
+static int db_may_repeat(enum db_statement s, int cause)
+{
+    (void)s;
+    return cause != DB_LOST_TIMED_OUT;
+}
+
 static const char *const db_conn_state_names[] = { "down", "connecting", "preparing", "checking",
                                                    "idle", "busy" };
 
 static void db_conn_connect(struct db_conn *c);
+static void db_on_handle_close(uv_handle_t *h);
 static void db_conn_on_poll(uv_poll_t *poll, int status, int events);
 static void db_dispatch(struct db *db);
 
@@ -309,6 +325,8 @@ static int db_start_resolver(struct db *db)
         snprintf(r->ports[i], sizeof(r->ports[i]), "%s", db->hosts[i].port);
     }
     if (uv_async_init(db->loop, &db->resolved, db_on_resolved) != 0) {
+        pthread_mutex_destroy(&r->lock);
+        pthread_cond_destroy(&r->wake);
         free(r);
         return -1;
     }
@@ -316,7 +334,9 @@ static int db_start_resolver(struct db *db)
     db->handles_open++;
     r->async = &db->resolved;
     if (pthread_create(&thread, NULL, db_resolver_main, r) != 0) {
-        r->async = NULL;
+        uv_close((uv_handle_t *)&db->resolved, db_on_handle_close);
+        pthread_mutex_destroy(&r->lock);
+        pthread_cond_destroy(&r->wake);
         free(r);
         return -1;
     }
@@ -541,7 +561,8 @@ static void db_conn_lost(struct db_conn *c, const char *why)
     }
     c->query = NULL;
     db_conn_set_state(c, DB_CONN_DOWN);
-    if (q != NULL && !db->closing && q->retried < DB_RETRIES_MAX && (db->up > 0 || db_in_failover_wait(db))) {
+    if (q != NULL && !db->closing && q->retried < DB_RETRIES_MAX && db_may_repeat(q->statement, c->lost_cause) &&
+        (db->up > 0 || db_in_failover_wait(db))) {
         /* Its answer is lost: send it again first, on the next connection
          * up (every statement is safe to repeat, 008). */
         q->retried++;
@@ -552,6 +573,7 @@ static void db_conn_lost(struct db_conn *c, const char *why)
         db->pending++;
         q = NULL;
     }
+    c->lost_cause = DB_LOST_UNKNOWN;
     if (q != NULL)
         q->cb(q->arg, NULL);
     if (db->up == 0 && !db_in_failover_wait(db))
@@ -574,6 +596,8 @@ static void db_conn_on_deadline(uv_timer_t *t)
 
     if (c->state == DB_CONN_CONNECTING)
         c->db->hosts[c->host].silent_until_ms = uv_now(c->db->loop) + DB_SILENT_SKIP_MS;
+    else
+        c->lost_cause = DB_LOST_TIMED_OUT;
     db_conn_fail(c, c->state == DB_CONN_CONNECTING ? "connect timed out" : "query timed out");
 }
 
@@ -615,6 +639,25 @@ static void db_conn_fail(struct db_conn *c, const char *why)
         db_resolve(db);
     db_conn_lost(c, why);
     db_conn_schedule_retry(c);
+}
+
+/* A connection that was up failed the way a node going away fails (shut
+ * down, demoted, gone): the idle connections to the same host are on the
+ * same node, and a query sent again must not meet them. Rebuilt too. */
+static void db_conn_fail_node(struct db_conn *c, const char *why)
+{
+    struct db *db = c->db;
+
+    if (db_state_is_up(c->state))
+        for (int i = 0; i < db->size; i++) {
+            struct db_conn *o = &db->conns[i];
+
+            if (o != c && o->state == DB_CONN_IDLE && o->host == c->host) {
+                db_conn_lost(o, NULL);
+                db_conn_schedule_retry(o);
+            }
+        }
+    db_conn_fail(c, why);
 }
 
 static const char *db_conn_error(struct db_conn *c)
@@ -855,7 +898,7 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
     int rc;
 
     if (status < 0) {
-        db_conn_fail(c, uv_strerror(status));
+        db_conn_fail_node(c, uv_strerror(status));
         return;
     }
     if (c->state == DB_CONN_CONNECTING) {
@@ -875,7 +918,7 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
         return;
     rc = db_conn_read(c);
     if (rc < 0 || PQstatus(c->pg) == CONNECTION_BAD) {
-        db_conn_fail(c, db_conn_error(c));
+        db_conn_fail_node(c, db_conn_error(c));
         return;
     }
     if (rc == 0)
@@ -918,9 +961,15 @@ static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
              * commit there (or its answer is lost). Rebuild the connection;
              * db_conn_lost sends the query again on the next one up. */
             char why[128];
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-            snprintf(why, sizeof(why), "SQLSTATE %s", PQresultErrorField(res, PG_DIAG_SQLSTATE));
-            db_conn_fail(c, why);
+            /* 25006 and 57P03: refused before it ran; the others: an
+             * error answer, so it did not commit (or, committed locally,
+             * lost its wait for the standby). */
+            c->lost_cause = strcmp(state, "25006") == 0 || strcmp(state, "57P03") == 0 ? DB_LOST_NOT_RUN
+                                                                                     : DB_LOST_ABORTED;
+            snprintf(why, sizeof(why), "SQLSTATE %s", state);
+            db_conn_fail_node(c, why);
             return;
         }
 
@@ -1062,8 +1111,13 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
     uv_timer_init(loop, &db->wait_timer);
     db->wait_timer.data = db;
     db->handles_open++;
-    if (db_start_resolver(db) != 0)
+    if (db_start_resolver(db) != 0) {
+        /* No thread of our own to resolve names: libpq resolves them
+         * itself (on the loop, but it still connects). */
         log_emit(LOG_WARN, "db_resolver_failed", json_pack("{s:s}", "error", "cannot start the resolver thread"));
+        for (int i = 0; i < db->host_count; i++)
+            db->hosts[i].needs_resolve = 0;
+    }
     for (int i = 0; i < size; i++) {
         struct db_conn *c = &db->conns[i];
         c->db = db;

@@ -90,6 +90,7 @@ struct db_conn {
     int backoff_ms;
     int host;                /* index in db->hosts being tried or used */
     int cycle_fails;         /* failed tries since the last pass over every host */
+    int lost_cause;          /* why the query in flight failed: DB_LOST_* (db.c) */
     uint64_t sent_ms;        /* when the query in flight was sent */
 };
 

@@ -60,7 +60,7 @@ static int worker_connection_cap(int max_connections)
 {
     long want = (long)max_connections + NOFILE_RESERVE, got = nofile_raise(want);
 
-    if (got >= want)
+    if (got >= want || got < 0) /* < 0: the limit cannot be read; keep the setting */
         return max_connections;
     got = got > NOFILE_RESERVE ? got - NOFILE_RESERVE : 1;
     log_emit(LOG_WARN, "nofile_capped",
