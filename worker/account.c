@@ -82,12 +82,36 @@ static void account_on_register_wait(void *arg, PGresult *res)
         route_unavailable(ctx);
 }
 
+/* Room for this request's hash: the worker's queue is not full and the
+ * client's address holds less than its share (SPEC 5). Otherwise the
+ * request is answered (503, or 429 with no hash), `body` released, and -1
+ * returned. */
+static int account_hash_room(struct route_ctx *ctx, json_t *body)
+{
+    int share;
+
+    if (auth_queue_full(&ctx->w->auth)) {
+        /* Overloaded: refuse before any database work, never queue without bound. */
+        json_decref(body);
+        route_unavailable(ctx);
+        return -1;
+    }
+    share = auth_share_take(&ctx->w->auth, ctx->address);
+    if (share < 0) {
+        /* This address holds its eighth of the queue: 429, no hash. */
+        json_decref(body);
+        route_throttled_because(ctx, 1, ROUTE_SHARE_MESSAGE);
+        return -1;
+    }
+    ctx->share_held = share == 0;
+    return 0;
+}
+
 void account_register(struct route_ctx *ctx)
 {
     struct db_query *q = &ctx->query;
     const char *username, *password;
     json_t *body;
-    int share;
 
     if (!ctx->w->cfg.registration_open) {
         route_error(ctx, 403, "registration_closed", "registration is closed", NULL);
@@ -117,20 +141,8 @@ void account_register(struct route_ctx *ctx)
         route_error(ctx, 400, "weak_password", "the password is too short or contains the username", NULL);
         return;
     }
-    if (auth_queue_full(&ctx->w->auth)) {
-        /* Overloaded: refuse before any database work, never queue without bound. */
-        json_decref(body);
-        route_unavailable(ctx);
+    if (account_hash_room(ctx, body) != 0)
         return;
-    }
-    share = auth_share_take(&ctx->w->auth, ctx->address);
-    if (share < 0) {
-        /* This address holds its eighth of the queue: 429, no hash. */
-        json_decref(body);
-        route_throttled_because(ctx, 1, ROUTE_SHARE_MESSAGE);
-        return;
-    }
-    ctx->share_held = share == 0;
     if (account_job_new(ctx) != 0) {
         json_decref(body);
         return;
@@ -275,7 +287,6 @@ void account_password(struct route_ctx *ctx)
     const char *old_password, *new_password;
     json_t *body;
     long old_chars;
-    int share;
 
     if (route_bearer(ctx) != 0)
         return;
@@ -303,20 +314,8 @@ void account_password(struct route_ctx *ctx)
         route_error(ctx, 400, "weak_password", "the new password is too short", NULL);
         return;
     }
-    if (auth_queue_full(&ctx->w->auth)) {
-        /* Overloaded: refuse before any database work, never queue without bound. */
-        json_decref(body);
-        route_unavailable(ctx);
+    if (account_hash_room(ctx, body) != 0)
         return;
-    }
-    share = auth_share_take(&ctx->w->auth, ctx->address);
-    if (share < 0) {
-        /* This address holds its eighth of the queue: 429, no hash. */
-        json_decref(body);
-        route_throttled_because(ctx, 1, ROUTE_SHARE_MESSAGE);
-        return;
-    }
-    ctx->share_held = share == 0;
     if (account_job_new(ctx) != 0) {
         json_decref(body);
         return;
