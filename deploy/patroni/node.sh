@@ -113,6 +113,10 @@ start)
     mkdir -p "$dir/run" "$dir/etcd"
     chmod 700 "$dir/run" "$dir/etcd"
     chown postgres:postgres "$dir" "$dir/run" "$dir/etcd" "$dir/etcd.env" "$dir/patroni.yml"
+    # The node's processes work in its own folder: a working folder the
+    # postgres user cannot enter (a checkout under /root, a 0700 mktemp)
+    # makes initdb fail ("could not identify current directory").
+    cd "$dir"
     # etcd reads its settings from ETCD_* variables, as from
     # /etc/default/etcd in production; the ones that are node.sh's own
     # are not etcd's. setpriv execs sh, which execs etcd: $! is etcd.
