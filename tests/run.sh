@@ -75,5 +75,3 @@ echo "== fault tests under load (UBSan build: ASan would distort RSS)"
 CK_LOG_FILE_NAME="$tmp/fault.check" VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off \
     build/ubsan/tests/fault
 
-echo "== more than one host: 3 Patroni nodes, 2 Verona hosts and HAProxy in network namespaces, under faults"
-sh tests/multihost/run.sh build/ubsan/bin

@@ -270,8 +270,12 @@ check_tokens d 198.18.0.22:8080
 
 kill "$(cat "$tmp/sampler.pid")" 2>/dev/null || true
 rm -f "$tmp/sampler.pid"
+# A sample asks the three nodes one after another, so a hand-over can
+# show the old and the new primary in one sample; two leaders in two
+# samples in a row (half a second apart) would be a split brain.
 most=$(sort -n "$tmp/leaders" | tail -n 1)
-echo "   leaders at once, at most: $most (over $(wc -l < "$tmp/leaders") samples)"
-[ "$most" -le 1 ] || fail "two leaders answered at once"
+twice=$(awk 'prev >= 2 && $1 >= 2 { n++ } { prev = $1 } END { print n + 0 }' "$tmp/leaders")
+echo "   leaders at once, at most: $most in one sample, in two samples in a row: $twice times (over $(wc -l < "$tmp/leaders") samples)"
+[ "$twice" -eq 0 ] || fail "two leaders answered in two samples in a row"
 "$bin/verona" ctl -s "$tmp/app2/verona.sock" stop > /dev/null
 phase "done"
