@@ -296,6 +296,29 @@ for s in 1000 10000 100000; do
 done
 cluster_stop
 
+# ---- 7. more than one host: failover (SPEC 9) ----
+# The namespace test (tests/multihost/run.sh) on this build: three
+# Patroni nodes, two Verona hosts, HAProxy, load throughout. It needs root
+# (network namespaces); its figures come back through VERONA_MH_FIGURES.
+if [ "$(id -u)" -eq 0 ]; then
+    say "== failover: tests/multihost/run.sh (about 3 minutes)"
+    if VERONA_MH_FIGURES="$tmp/failover" sh tests/multihost/run.sh "$bin" > "$tmp/failover.log" 2>&1; then
+        mh() { sed -n "s/^$1=//p" "$tmp/failover"; }
+        record "switchover: failed requests" "$(mh switchover_failed)" "requests" - 0 le \
+            "$(mh switchover_requests) requests during patronictl switchover"
+        record "kill -9 of the primary -> first login" "$(mh kill_login_s)" "s" "$(mh ttl)" "$(( $(mh ttl) + 5 ))" le \
+            "slower of two app hosts; limit: Patroni ttl; $(mh kill_failed) of $(mh kill_requests) requests failed, each a 503 with Retry-After"
+        record "primary cut off -> first login" "$(mh cut_login_s)" "s" "$(mh ttl)" "$(( $(mh ttl) + 5 ))" le \
+            "slower of two app hosts; $(mh cut_failed) of $(mh cut_requests) requests failed, each a 503 with Retry-After"
+    else
+        say "failover: the namespace test failed; its output:"
+        cat "$tmp/failover.log" >&2
+        exit 1
+    fi
+else
+    say "== failover: skipped (the namespace test needs root)"
+fi
+
 printf '[\n%s\n]\n' "$json" > var/bench.json
 printf '\n%-46s %12s %-9s %12s %7s %9s %4s  %s\n' figure value unit limit ratio target met note
 printf '%s' "$table"

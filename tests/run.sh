@@ -75,3 +75,9 @@ echo "== fault tests under load (UBSan build: ASan would distort RSS)"
 CK_LOG_FILE_NAME="$tmp/fault.check" VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off \
     build/ubsan/tests/fault
 
+echo "== more than one host: three Patroni nodes, two Verona hosts and HAProxy in network namespaces, under faults (about 3 minutes)"
+if [ "$(id -u)" -eq 0 ]; then
+    sh tests/multihost/run.sh build/ubsan/bin
+else
+    echo "SKIPPED: tests/multihost/run.sh needs root (network namespaces); CI runs it as root"
+fi

@@ -892,13 +892,25 @@ static int db_conn_read(struct db_conn *c)
     return 0;
 }
 
+/* libuv reports a socket's error condition (a reset, a refused connect)
+ * as UV_EBADF; the socket itself says which error it was. */
+static const char *db_conn_socket_error(struct db_conn *c, int status)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (status == UV_EBADF && c->fd >= 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+        return uv_strerror(uv_translate_sys_error(err));
+    return uv_strerror(status);
+}
+
 static void db_conn_on_poll(uv_poll_t *poll, int status, int events)
 {
     struct db_conn *c = poll->data;
     int rc;
 
     if (status < 0) {
-        db_conn_fail_node(c, uv_strerror(status));
+        db_conn_fail_node(c, db_conn_socket_error(c, status));
         return;
     }
     if (c->state == DB_CONN_CONNECTING) {
