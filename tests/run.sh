@@ -48,6 +48,20 @@ export VERONA_BIN_DIR="$root/build/asan/bin"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
+echo "== the private PostgreSQL lets nobody else in (SPEC 10.7: scram-sha-256, a 0600 passfile, a 0700 folder)"
+pg_fail() { echo "deploy/pg.sh: $*" >&2; exit 1; }
+[ "$(stat -c %a "$pgdir")" = 700 ] || pg_fail "$pgdir is $(stat -c %a "$pgdir"), not 700"
+[ "$(stat -c %a "$pgdir/pgpass")" = 600 ] || pg_fail "$pgdir/pgpass is $(stat -c %a "$pgdir/pgpass"), not 600"
+! grep -Eq '^[^#]*[[:space:]]trust([[:space:]]|$)' "$pgdir/data/pg_hba.conf" || pg_fail "pg_hba.conf trusts someone"
+psql -w -X -qtA "$VERONA_DATABASE_URL" -c 'SELECT 1' >/dev/null || pg_fail "its own URL does not log in"
+! psql -w -X -qtA "${VERONA_DATABASE_URL%%&passfile=*}&passfile=$pgdir/none" -c 'SELECT 1' >/dev/null 2>&1 ||
+    pg_fail "a login without the password worked"
+if [ "$(id -u)" -eq 0 ]; then
+    ! (cd / && runuser -u nobody -- psql -w -X -qtA -h "$pgdir" -p "$VERONA_PG_PORT" -d verona -c 'SELECT 1') >/dev/null 2>&1 ||
+        pg_fail "the nobody user connected"
+    ! runuser -u nobody -- cat "$pgdir/pgpass" >/dev/null 2>&1 || pg_fail "the nobody user read the passfile"
+fi
+
 echo "== migrate (twice, and twice at once: it must be idempotent)"
 build/asan/bin/verona migrate
 build/asan/bin/verona migrate & p1=$!

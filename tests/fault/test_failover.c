@@ -63,8 +63,10 @@ static void standby_start(const char *dir, int port)
         snprintf(cmd, sizeof(cmd), "chown postgres:postgres %s", dir);
         ck_assert_int_eq(system(cmd), 0);
     }
-    snprintf(cmd, sizeof(cmd), "%s/pg_basebackup -D %s/data -h %s -p %s -R -X stream -c fast", pg_bin(), dir,
-             getenv("VERONA_PG_DIR"), getenv("VERONA_PG_PORT"));
+    /* The passfile in the connection string, so that -R writes it into
+     * the standby's primary_conninfo too (scram-sha-256: deploy/pg.sh). */
+    snprintf(cmd, sizeof(cmd), "%s/pg_basebackup -D %s/data -d \"host=%s port=%s passfile=%s/pgpass\" -R -X stream -c fast",
+             pg_bin(), dir, getenv("VERONA_PG_DIR"), getenv("VERONA_PG_PORT"), getenv("VERONA_PG_DIR"));
     ck_assert_msg(pg_shell(cmd) == 0, "pg_basebackup failed");
     snprintf(cmd, sizeof(cmd),
              "%s/pg_ctl -D %s/data -l %s/postgres.log -w -t 60 -o \"-c listen_addresses= -k %s -p %d "
@@ -109,9 +111,9 @@ static void write_login_script(const char *path, const char *name)
  * (VERONA_DATABASE_URL, which the clusters of the tests inherit). */
 static void two_host_url(char *out, size_t size, const char *standby_dir, int standby_port)
 {
-    snprintf(out, size, "postgresql://%s@/verona?host=%s,%s&port=%s,%d",
+    snprintf(out, size, "postgresql://%s@/verona?host=%s,%s&port=%s,%d&passfile=%s/pgpass",
              getuid() == 0 ? "postgres" : getenv("USER") != NULL ? getenv("USER") : "postgres",
-             getenv("VERONA_PG_DIR"), standby_dir, getenv("VERONA_PG_PORT"), standby_port);
+             getenv("VERONA_PG_DIR"), standby_dir, getenv("VERONA_PG_PORT"), standby_port, getenv("VERONA_PG_DIR"));
 }
 
 START_TEST(failover_to_a_promoted_standby_fails_nothing)

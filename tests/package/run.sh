@@ -57,9 +57,9 @@ step "PID 1 is $(cat /proc/1/comm 2>/dev/null || echo unknown); under systemd: $
 # must not be in /tmp there.
 if [ $use_systemd = 1 ]; then tmpbase=/run; else tmpbase=${TMPDIR:-/tmp}; fi
 tmp=$(mktemp -d "$tmpbase/verona-pkgtest.XXXXXX")
-chmod 755 "$tmp"       # apt's _apt user reads the .deb; the verona user reaches the socket
+chmod 755 "$tmp"       # apt's _apt user reads the .deb; the verona user reads its passfile
 pgdir="$tmp/pg"
-pgport=55439           # a Unix socket in $pgdir only: no TCP port is taken
+pgport=55439           # the private PostgreSQL's socket, and its port on 127.0.0.1
 svc_pid=""
 made_rundir=""
 installed=0
@@ -239,20 +239,31 @@ ok "empty database_url: exit 2, \"$(grep -o '[^"]*database_url is not set[^"]*' 
 # ---------------------------------------------------------------- database
 step "throwaway PostgreSQL in $pgdir"
 step_logs="$pgdir/postgres.log"
-pg_url=$(VERONA_PG_PORT=$pgport sh deploy/pg.sh start "$pgdir") || fail "deploy/pg.sh start failed"
+# Its socket is in a 0700 folder of the postgres user (SPEC 10.7): the
+# verona user reaches it on 127.0.0.1, with scram-sha-256 and a password
+# of its own in a 0600 passfile only it (and root) can read.
+pg_url=$(VERONA_PG_TCP=1 VERONA_PG_PORT=$pgport sh deploy/pg.sh start "$pgdir") || fail "deploy/pg.sh start failed"
 echo "deploy/pg.sh: $pg_url"
 # pg.sh's URL logs in as the postgres superuser. Verona gets what a real
 # deployment gives it: its own login role, owner of its database, no
 # superuser; the URL in the config names that role.
-runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$pg_url" \
-    -c 'CREATE ROLE verona LOGIN' -c 'ALTER DATABASE verona OWNER TO verona' >/dev/null ||
+mkdir "$tmp/svc"
+chown "$svc_user:" "$tmp/svc"
+chmod 700 "$tmp/svc"
+(cd / && runuser -u "$svc_user" -- sh -c 'umask 077 && printf "*:*:*:verona:%s\n" "$(head -c 18 /dev/urandom | base64 | tr -d "/+=")" > "$1"' \
+    sh "$tmp/svc/pgpass")
+app_pw=$(sed 's/^[^:]*:[^:]*:[^:]*:[^:]*://' "$tmp/svc/pgpass")
+printf "CREATE ROLE verona LOGIN PASSWORD '%s';\nALTER DATABASE verona OWNER TO verona;\n" "$app_pw" |
+    (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$pg_url") >/dev/null ||
     fail "could not create the verona role"
-db_url=$(printf '%s\n' "$pg_url" | sed 's|^postgresql://[^@/]*@|postgresql://verona@|')
-[ "$db_url" != "$pg_url" ] || fail "cannot put the verona role in $pg_url"
-sock=$pgdir/.s.PGSQL.$pgport
-[ -S "$sock" ] || fail "no PostgreSQL socket at $sock"
-runuser -u "$svc_user" -- test -w "$sock" || fail "the $svc_user user cannot reach $sock (mode of $pgdir: $(stat -c %a "$pgdir"))"
-ok "database: role verona owns database verona; $svc_user reaches $sock (folder mode $(stat -c %a "$pgdir"))"
+db_url="postgresql://verona@127.0.0.1:$pgport/verona?passfile=$tmp/svc/pgpass"
+[ "$(cd / && runuser -u "$svc_user" -- psql -w -X -qtA "$db_url" -c 'SELECT current_user' 2>&1)" = verona ] ||
+    fail "the $svc_user user cannot log in as verona with its passfile"
+! (cd / && runuser -u nobody -- psql -w -X -qtA "postgresql://verona@127.0.0.1:$pgport/verona" -c 'SELECT 1') >/dev/null 2>&1 ||
+    fail "nobody logged in as verona without a password"
+! (cd / && runuser -u nobody -- psql -w -X -qtA "postgresql://postgres@/verona?host=$pgdir&port=$pgport" -c 'SELECT 1') >/dev/null 2>&1 ||
+    fail "nobody reached the superuser's socket"
+ok "database: role verona owns database verona; $svc_user logs in on 127.0.0.1:$pgport with its 0600 passfile; nobody gets in without it"
 
 # A free loopback port: not in the kernel's list of listening sockets.
 port_in_use() {
