@@ -50,6 +50,59 @@ int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int 
     return auth_dummy_hash(auth->dummy_hash, cfg->argon2_opslimit, cfg->argon2_memlimit_kib);
 }
 
+int auth_set_dummies(struct auth *auth, const int *memlimit_kib, const int *opslimit, const long long *users,
+                     int count, const char *choice)
+{
+    int taken = 0;
+    long long total = 0;
+
+    for (int i = 0; i < count && taken < AUTH_DUMMY_MAX; i++) {
+        struct auth_dummy *d = &auth->dummies[taken];
+
+        if (users[i] <= 0 || opslimit[i] < 1 || memlimit_kib[i] < 1)
+            continue;
+        if ((unsigned long long)opslimit[i] < crypto_pwhash_OPSLIMIT_MIN ||
+            (size_t)memlimit_kib[i] > crypto_pwhash_MEMLIMIT_MAX / 1024 ||
+            (size_t)memlimit_kib[i] * 1024 < crypto_pwhash_MEMLIMIT_MIN)
+            continue;
+        if (auth_dummy_hash(d->hash, opslimit[i], memlimit_kib[i]) != 0)
+            continue;
+        d->users = users[i];
+        total += users[i];
+        taken++;
+    }
+    auth->dummy_count = taken;
+    auth->dummy_users = total;
+    /* The key of the choice: a hash of the shared secret. */
+    crypto_generichash(auth->dummy_key, sizeof(auth->dummy_key), (const unsigned char *)choice, strlen(choice),
+                       NULL, 0);
+    return taken;
+}
+
+const char *auth_dummy_for(const struct auth *auth, const char *username)
+{
+    unsigned char out[crypto_shorthash_BYTES];
+    char name[AUTH_USERNAME_MAX + 1];
+    unsigned long long pick = 0;
+    size_t len = 0;
+
+    if (auth->dummy_count == 0 || auth->dummy_users <= 0)
+        return auth->dummy_hash;
+    /* Usernames compare without case: "Bob" and "bob" get one answer. */
+    for (; len < sizeof(name) - 1 && username[len] != '\0'; len++)
+        name[len] = (char)tolower((unsigned char)username[len]);
+    crypto_shorthash(out, (const unsigned char *)name, len, auth->dummy_key);
+    for (size_t i = 0; i < sizeof(out); i++)
+        pick = pick << 8 | out[i];
+    pick %= (unsigned long long)auth->dummy_users;
+    for (int i = 0; i < auth->dummy_count; i++) {
+        if (pick < (unsigned long long)auth->dummies[i].users)
+            return auth->dummies[i].hash;
+        pick -= (unsigned long long)auth->dummies[i].users;
+    }
+    return auth->dummies[auth->dummy_count - 1].hash;
+}
+
 void auth_fini(struct auth *auth)
 {
     free(auth->shares);
@@ -101,7 +154,7 @@ static void auth_job_hash(struct auth_job *job)
     size_t mem = (size_t)cfg->argon2_memlimit_kib * 1024;
 
     if (job->verify) {
-        const char *hash = job->stored_hash[0] != '\0' ? job->stored_hash : job->auth->dummy_hash;
+        const char *hash = job->stored_hash[0] != '\0' ? job->stored_hash : job->dummy_hash;
         int ok = crypto_pwhash_str_verify(hash, job->verify_password,
                                           strlen(job->verify_password)) == 0;
         job->verified = ok && job->stored_hash[0] != '\0';
@@ -183,6 +236,9 @@ int auth_job_submit(struct auth *auth, struct auth_job *job)
     job->weak = 0;
     job->failed = 0;
     job->new_hash[0] = '\0';
+    /* Chosen here, on the loop: the dummies change only on the loop. */
+    if (job->verify && job->stored_hash[0] == '\0')
+        snprintf(job->dummy_hash, sizeof(job->dummy_hash), "%s", auth_dummy_for(auth, job->username));
     rc = uv_queue_work(auth->loop, &job->work, auth_job_run, auth_job_done);
     if (rc != 0)
         return rc;

@@ -21,6 +21,15 @@
 
 #define AUTH_SHARE_KEY_MAX 64     /* a client address as throttling keys it (worker/address.h) */
 
+#define AUTH_DUMMY_MAX 8          /* Argon2 settings among users the dummy follows */
+
+/* A dummy hash with one of the settings users' hashes have, and how many
+ * users have those. */
+struct auth_dummy {
+    char hash[crypto_pwhash_STRBYTES];
+    long long users;
+};
+
 /* What one client address holds of the hash queue. */
 struct auth_share {
     char key[AUTH_SHARE_KEY_MAX];
@@ -30,7 +39,11 @@ struct auth_share {
 struct auth {
     uv_loop_t *loop;
     const struct config *cfg;
-    char dummy_hash[crypto_pwhash_STRBYTES];
+    char dummy_hash[crypto_pwhash_STRBYTES]; /* the configured settings: no users known yet */
+    struct auth_dummy dummies[AUTH_DUMMY_MAX]; /* the settings among users (auth_set_dummies) */
+    int dummy_count;
+    long long dummy_users;       /* the sum of dummies[].users */
+    unsigned char dummy_key[crypto_shorthash_KEYBYTES];
     int queued;                  /* jobs submitted and not yet finished */
     int gate;                    /* the supervisor's hash gate, or -1 */
     struct auth_share *shares;   /* share_slots entries (owned) */
@@ -47,6 +60,7 @@ struct auth_job {
     int verify;                /* check verify_password against stored_hash */
     char verify_password[AUTH_PASSWORD_MAX_BYTES + 1]; /* "" = no verify */
     char stored_hash[crypto_pwhash_STRBYTES];          /* "" = the dummy hash */
+    char dummy_hash[crypto_pwhash_STRBYTES];           /* set by auth_job_submit (username's) */
     char new_password[AUTH_PASSWORD_MAX_BYTES + 1];    /* "" = nothing to hash */
     char username[AUTH_USERNAME_MAX + 1];              /* for the strength check */
     int rehash_if_needed;      /* after a good verify with old parameters */
@@ -69,6 +83,20 @@ int auth_init(struct auth *auth, uv_loop_t *loop, const struct config *cfg, int 
  * it costs no hash, so a new worker starts without an Argon2 run. 0, or -1
  * when libsodium does not read it back with the same parameters. */
 int auth_dummy_hash(char *out, int opslimit, int memlimit_kib);
+
+/* The dummy hashes follow the Argon2 settings still present among users
+ * (`count` of them: memlimit_kib[i], opslimit[i], users[i] users each),
+ * so that an unknown name costs what a user's verify costs after the
+ * settings changed. Each unknown name gets one of them, always the same
+ * for the same `choice` (a secret all workers share), each as often as
+ * users have it. Settings libsodium cannot read are left out; none left:
+ * back to the configured ones. Returns how many were taken. */
+int auth_set_dummies(struct auth *auth, const int *memlimit_kib, const int *opslimit, const long long *users,
+                     int count, const char *choice);
+
+/* The dummy hash a login for `username` (no such user, or locked)
+ * verifies against. */
+const char *auth_dummy_for(const struct auth *auth, const char *username);
 
 /* Frees what auth_init allocated. */
 void auth_fini(struct auth *auth);

@@ -97,6 +97,8 @@ static const struct {
     [DB_REGISTER_WAIT] = { "SELECT verona_register_attempt($1)", 1 },
     [DB_REGISTER] = { "SELECT verona_register_user_once($1, $2)", 2 },
     [DB_SWEEP] = { "SELECT verona_sweep($1, $2)", 2 },
+    /* The Argon2 settings among users, for the dummy hashes (009_hash_params.sql). */
+    [DB_HASH_PARAMS] = { "SELECT memlimit_kib, opslimit, users, choice FROM verona_hash_params()", 0 },
     [DB_PROBE] = { "SELECT 1", 0 },
 };
 

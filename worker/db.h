@@ -43,6 +43,7 @@ enum db_statement {
     DB_REGISTER_WAIT,
     DB_REGISTER,
     DB_SWEEP,
+    DB_HASH_PARAMS,
     DB_PROBE,
     DB_STATEMENT_COUNT
 };

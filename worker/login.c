@@ -228,6 +228,7 @@ static void login_on_begin(void *arg, PGresult *res)
         if (ctx->flag)
             job->stored_hash[0] = '\0'; /* locked: same work as anyone else, never a match */
     }
+    snprintf(job->username, sizeof(job->username), "%s", ctx->username); /* picks the dummy hash */
     job->rehash_if_needed = 1;
     job->cb = login_on_verified;
     job->data = ctx;

@@ -23,6 +23,7 @@
 #include "worker.h"
 
 #define WORKER_SWEEP_INTERVAL_MS 60000
+#define WORKER_DUMMY_INTERVAL_MS 600000 /* the Argon2 settings among users, read again */
 
 #ifndef VERONA_BUILD_ID
 #define VERONA_BUILD_ID "dev"
@@ -117,6 +118,68 @@ static void worker_on_sweep_timer(uv_timer_t *t)
     db_query_send(&w->db, &w->sweep_query);
 }
 
+/* The Argon2 settings users' hashes have: the dummy hashes follow them
+ * (auth_set_dummies; sql/009_hash_params.sql). */
+static void worker_on_dummy_params(void *arg, PGresult *res)
+{
+    struct worker *w = arg;
+    int mem[AUTH_DUMMY_MAX], ops[AUTH_DUMMY_MAX], rows, taken;
+    long long users[AUTH_DUMMY_MAX];
+    unsigned signature;
+    const char *choice;
+    json_t *settings;
+
+    w->dummy_busy = 0;
+    if (res == NULL)
+        return; /* no database: the timer asks again */
+    if (!db_result_ok(res)) {
+        log_emit(LOG_WARN, "hash_params_failed", json_pack("{s:s}", "error", PQresultErrorMessage(res)));
+        w->dummy_loaded_ms = uv_now(w->loop); /* not before the next interval */
+        return;
+    }
+    rows = PQntuples(res);
+    choice = rows > 0 ? PQgetvalue(res, 0, 3) : ""; /* the same secret on every row */
+    if (rows > AUTH_DUMMY_MAX)
+        rows = AUTH_DUMMY_MAX;
+    for (int i = 0; i < rows; i++) {
+        mem[i] = atoi(PQgetvalue(res, i, 0));
+        ops[i] = atoi(PQgetvalue(res, i, 1));
+        users[i] = atoll(PQgetvalue(res, i, 2));
+    }
+    taken = auth_set_dummies(&w->auth, mem, ops, users, rows, choice);
+    /* Said once, and again when the settings among users change (a new
+     * cost has reached every user: the old one is gone from the list). */
+    settings = json_array();
+    for (int i = 0; i < taken; i++)
+        json_array_append_new(settings, json_pack("{s:i, s:i, s:I}", "memlimit_kib", mem[i], "opslimit", ops[i],
+                                                  "users", (json_int_t)users[i]));
+    signature = 0;
+    for (int i = 0; i < taken; i++)
+        signature = signature * 1000003u + (unsigned)mem[i] * 31u + (unsigned)ops[i];
+    if (w->dummy_loaded_ms == 0 || signature != w->dummy_signature)
+        log_emit(LOG_INFO, "hash_params", json_pack("{s:o}", "settings", settings));
+    else
+        json_decref(settings);
+    w->dummy_signature = signature;
+    w->dummy_loaded_ms = uv_now(w->loop);
+}
+
+static void worker_on_dummy_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    if (w->dummy_busy || !worker_db_ready(w))
+        return;
+    if (w->dummy_loaded_ms != 0 && uv_now(w->loop) - w->dummy_loaded_ms < WORKER_DUMMY_INTERVAL_MS)
+        return;
+    memset(&w->dummy_query, 0, sizeof(w->dummy_query));
+    w->dummy_query.statement = DB_HASH_PARAMS;
+    w->dummy_query.cb = worker_on_dummy_params;
+    w->dummy_query.arg = w;
+    w->dummy_busy = 1;
+    db_query_send(&w->db, &w->dummy_query);
+}
+
 static void worker_on_handle_closed(uv_handle_t *h)
 {
     (void)h;
@@ -127,6 +190,8 @@ static void worker_finish(struct worker *w)
 {
     uv_timer_stop(&w->sweep_timer);
     uv_close((uv_handle_t *)&w->sweep_timer, worker_on_handle_closed);
+    uv_timer_stop(&w->dummy_timer);
+    uv_close((uv_handle_t *)&w->dummy_timer, worker_on_handle_closed);
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
@@ -238,6 +303,9 @@ int worker_setup(struct worker *w, int listen_fd)
     uv_timer_init(w->loop, &w->sweep_timer);
     w->sweep_timer.data = w;
     uv_timer_start(&w->sweep_timer, worker_on_sweep_timer, 1000, WORKER_SWEEP_INTERVAL_MS);
+    uv_timer_init(w->loop, &w->dummy_timer);
+    w->dummy_timer.data = w;
+    uv_timer_start(&w->dummy_timer, worker_on_dummy_timer, 0, 1000);
     w->configured = 1;
     log_emit(LOG_INFO, "worker_started",
              json_pack("{s:s, s:s, s:i, s:i, s:b, s:b}", "build_id", worker_build_id, "listen", w->cfg.listen,

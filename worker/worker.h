@@ -25,6 +25,11 @@ struct worker {
     struct db_query sweep_query;
     char sweep_params[2][16];
     int sweep_busy;
+    uv_timer_t dummy_timer;       /* the dummy hashes' settings (auth_set_dummies) */
+    struct db_query dummy_query;
+    int dummy_busy;
+    uint64_t dummy_loaded_ms;     /* uv_now of the last load; 0: never */
+    unsigned dummy_signature;     /* of the settings loaded: a change is logged */
     int ready_logged;     /* "ready": the first connection came up (on a usable schema) */
     int stopping;
     int configured;       /* settings applied, modules initialised */

@@ -90,16 +90,15 @@ START_TEST(frozen_database_is_not_ready)
 END_TEST
 
 /* Makes the database of VERONA_DATABASE_URL one migration behind this
- * build: the newest migration's row deleted and what it made (007: the
- * pending column and three functions) dropped, as before it ran. */
-/* Undoes the newest migration (008_failover_retries.sql: keep this in
- * step with the last file of sql/). */
+ * build: the newest migration's row deleted and what it made dropped, as
+ * before it ran (009_hash_params.sql: keep this in step with the last
+ * file of sql/). */
 static void make_database_one_migration_behind(void)
 {
     ck_assert_int_eq(system("\"$VERONA_BIN_DIR/verona\" migrate >/dev/null"), 0);
     harness_sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)");
-    harness_sql("DROP FUNCTION verona_attempt_succeeded_once, verona_password_attempt_set_once, "
-                "verona_register_user_once");
+    harness_sql("DROP FUNCTION verona_hash_params");
+    harness_sql("DROP TABLE verona_secrets");
 }
 
 START_TEST(older_schema_waits_for_migrate)

@@ -366,28 +366,52 @@ static int compare_ll(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-START_TEST(unknown_user_costs_the_same_as_a_wrong_password)
+/* Points this test (and the workers it starts) at a database of its own,
+ * migrated: a timing test must not see the users other tests registered,
+ * since the dummy hash follows the Argon2 settings users have. */
+static void use_own_database(const char *prefix)
 {
-    enum { SAMPLES = 25 };
-    struct harness_worker w;
-    long long wrong[SAMPLES], unknown[SAMPLES], mw, mu;
-    char name[64], ghost[64];
-    int base = 100000 + (getpid() % 100) * 200;
+    char base[1024], db[64], url[1200], sql[128];
+    const char *at;
 
-    /* Real Argon2 parameters here: the difference must not hide in noise. */
-    ck_assert_int_eq(harness_worker_start(&w, "argon2_memlimit_kib = 19456\nargon2_opslimit = 2", 1), 0);
-    harness_username(name, sizeof(name), "timing");
-    harness_username(ghost, sizeof(ghost), "ghost");
-    harness_register(w.port, name, GOOD_PASSWORD);
+    snprintf(base, sizeof(base), "%s", getenv("VERONA_DATABASE_URL"));
+    at = strstr(base, "/verona?");
+    ck_assert_ptr_nonnull(at);
+    snprintf(db, sizeof(db), "verona_%s_%d", prefix, (int)getpid());
+    snprintf(url, sizeof(url), "%.*s/%s%s", (int)(at - base), base, db, at + strlen("/verona"));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+    harness_sql(sql);
+    ck_assert_int_eq(setenv("VERONA_DATABASE_URL", url, 1), 0);
+    ck_assert_int_eq(system("\"$VERONA_BIN_DIR/verona\" migrate >/dev/null"), 0);
+}
+
+/* Polls until the worker has read the Argon2 settings among users (its
+ * "hash_params" line), for up to 15 s. */
+static void wait_hash_params(const struct harness_worker *w)
+{
+    long long deadline = harness_now_ms() + 15000;
+
+    while (!harness_file_contains(w->log_path, "\"hash_params\"") && harness_now_ms() < deadline)
+        usleep(10000);
+    ck_assert_msg(harness_file_contains(w->log_path, "\"hash_params\""), "no hash_params line in %s", w->log_path);
+}
+
+/* Times SAMPLES wrong passwords for `name` and SAMPLES logins of the
+ * unknown `ghost`, interleaved, each from its own address: their medians
+ * must be within 20% of each other. */
+enum { SAMPLES = 25 };
+static void assert_unknown_costs_the_same(int port, const char *name, const char *ghost, int base)
+{
+    long long wrong[SAMPLES], unknown[SAMPLES], mw, mu;
+
     for (int i = 0; i < SAMPLES; i++) {
         long long t0 = harness_now_ms();
-        ck_assert_int_eq(login_from(w.port, name, "wrong password!", base + i), 401);
+        ck_assert_int_eq(login_from(port, name, "wrong password!", base + i), 401);
         wrong[i] = harness_now_ms() - t0;
         t0 = harness_now_ms();
-        ck_assert_int_eq(login_from(w.port, ghost, "wrong password!", base + 100 + i), 401);
+        ck_assert_int_eq(login_from(port, ghost, "wrong password!", base + 100 + i), 401);
         unknown[i] = harness_now_ms() - t0;
     }
-    harness_worker_stop(&w);
     qsort(wrong, SAMPLES, sizeof(wrong[0]), compare_ll);
     qsort(unknown, SAMPLES, sizeof(unknown[0]), compare_ll);
     mw = wrong[SAMPLES / 2];
@@ -395,6 +419,48 @@ START_TEST(unknown_user_costs_the_same_as_a_wrong_password)
     ck_assert_msg(mw > 0 && mu > 0, "medians %lld / %lld ms", mw, mu);
     ck_assert_msg(llabs(mw - mu) * 100 < 20 * (mw > mu ? mw : mu),
                   "median wrong password %lld ms vs unknown user %lld ms", mw, mu);
+}
+
+START_TEST(unknown_user_costs_the_same_as_a_wrong_password)
+{
+    struct harness_worker w;
+    char name[64], ghost[64];
+    int base = 100000 + (getpid() % 100) * 200;
+
+    use_own_database("timing");
+    /* Real Argon2 parameters here: the difference must not hide in noise. */
+    ck_assert_int_eq(harness_worker_start(&w, "argon2_memlimit_kib = 19456\nargon2_opslimit = 2", 1), 0);
+    harness_username(name, sizeof(name), "timing");
+    harness_username(ghost, sizeof(ghost), "ghost");
+    harness_register(w.port, name, GOOD_PASSWORD);
+    assert_unknown_costs_the_same(w.port, name, ghost, base);
+    harness_worker_stop(&w);
+}
+END_TEST
+
+/* After the Argon2 cost is raised, a user not logged in since keeps the
+ * old hash, and a wrong password for it costs the old settings; an
+ * unknown name must cost the same, not the new settings (issue 19,
+ * finding 7): the dummy hash follows the settings users still have. */
+START_TEST(unknown_user_costs_the_settings_users_still_have)
+{
+    struct harness_worker old, now;
+    char name[64], ghost[64];
+    int base = 120000 + (getpid() % 100) * 200;
+
+    use_own_database("settings");
+    ck_assert_int_eq(harness_worker_start(&old, "argon2_memlimit_kib = 19456\nargon2_opslimit = 1", 1), 0);
+    harness_username(name, sizeof(name), "oldcost");
+    harness_username(ghost, sizeof(ghost), "ghost");
+    harness_register(old.port, name, GOOD_PASSWORD);
+    harness_worker_stop(&old);
+    /* The cost raised eightfold: unknown names costing the new settings
+     * would add seven verifies of the old settings to each login. */
+    ck_assert_int_eq(harness_worker_start(&now, "argon2_memlimit_kib = 19456\nargon2_opslimit = 8", 1), 0);
+    wait_hash_params(&now);
+    ck_assert(harness_file_contains(now.log_path, "\"memlimit_kib\":19456,\"opslimit\":1,\"users\":1"));
+    assert_unknown_costs_the_same(now.port, name, ghost, base);
+    harness_worker_stop(&now);
 }
 END_TEST
 
@@ -641,6 +707,7 @@ Suite *security_suite(void)
     tcase_add_test(tc, ten_registrations_an_hour_per_address);
     tcase_add_test(tc, tokens_are_stored_only_as_hashes);
     tcase_add_test(tc, unknown_user_costs_the_same_as_a_wrong_password);
+    tcase_add_test(tc, unknown_user_costs_the_settings_users_still_have);
     tcase_add_test(tc, login_rehashes_when_parameters_change);
     suite_add_tcase(s, tc);
     return s;

@@ -101,6 +101,65 @@ START_TEST(an_address_holds_an_eighth_of_the_hash_queue)
 }
 END_TEST
 
+/* The dummy hashes follow the Argon2 settings among users: each unknown
+ * name gets one of them, always the same for the same secret (and any
+ * case of the name), each as often as users have it. */
+START_TEST(unknown_names_get_the_settings_users_have)
+{
+    struct config cfg;
+    struct auth auth;
+    int mem[3] = { 8192, 19456, 0 }, ops[3] = { 1, 2, 1 }, cheap = 0;
+    long long users[3] = { 3, 1, 5 };
+    char name[32];
+    const char *d;
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(auth_init(&auth, NULL, &cfg, -1), 0);
+    /* None known yet: the configured settings. */
+    ck_assert_str_eq(auth_dummy_for(&auth, "nobody1"), auth.dummy_hash);
+    /* The third (m=0) cannot be a hash: left out. */
+    ck_assert_int_eq(auth_set_dummies(&auth, mem, ops, users, 3, "secret one"), 2);
+    for (int i = 0; i < 4000; i++) {
+        snprintf(name, sizeof(name), "nobody%d", i);
+        d = auth_dummy_for(&auth, name);
+        ck_assert(strncmp(d, "$argon2id$v=19$m=8192,t=1,p=1$", 30) == 0 ||
+                  strncmp(d, "$argon2id$v=19$m=19456,t=2,p=1$", 31) == 0);
+        cheap += strncmp(d, "$argon2id$v=19$m=8192,t=1,p=1$", 30) == 0;
+        ck_assert_ptr_eq(auth_dummy_for(&auth, name), d); /* the same each time */
+    }
+    /* Three users in four have the cheap settings. */
+    ck_assert_msg(cheap > 2800 && cheap < 3200, "%d of 4000 names got the cheap settings", cheap);
+    ck_assert_ptr_eq(auth_dummy_for(&auth, "NoBody7"), auth_dummy_for(&auth, "nobody7"));
+    /* Another secret, another choice: without the secret, nobody can tell
+     * which settings an unknown name gets. */
+    {
+        static char first[4000];
+        int moved = 0;
+
+        for (int i = 0; i < 4000; i++) {
+            snprintf(name, sizeof(name), "nobody%d", i);
+            first[i] = auth_dummy_for(&auth, name)[17];
+        }
+        ck_assert_int_eq(auth_set_dummies(&auth, mem, ops, users, 2, "secret three"), 2);
+        for (int i = 0; i < 4000; i++) {
+            snprintf(name, sizeof(name), "nobody%d", i);
+            moved += auth_dummy_for(&auth, name)[17] != first[i];
+        }
+        ck_assert_msg(moved > 1000, "%d of 4000 names changed settings with the secret", moved);
+    }
+    /* Settings gone from among users are gone from the choice. */
+    ck_assert_int_eq(auth_set_dummies(&auth, mem, ops, users, 1, "secret two"), 1);
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "nobody%d", i);
+        ck_assert_int_eq(strncmp(auth_dummy_for(&auth, name), "$argon2id$v=19$m=8192,t=1,p=1$", 30), 0);
+    }
+    /* None readable: back to the configured settings. */
+    ck_assert_int_eq(auth_set_dummies(&auth, mem + 2, ops + 2, users + 2, 1, "secret"), 0);
+    ck_assert_str_eq(auth_dummy_for(&auth, "nobody1"), auth.dummy_hash);
+    auth_fini(&auth);
+}
+END_TEST
+
 Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -111,6 +170,7 @@ Suite *auth_suite(void)
     tcase_add_test(tc, token_hash_is_stable_and_not_the_token);
     tcase_add_test(tc, dummy_hash_costs_a_verify_and_never_matches);
     tcase_add_test(tc, an_address_holds_an_eighth_of_the_hash_queue);
+    tcase_add_test(tc, unknown_names_get_the_settings_users_have);
     suite_add_tcase(s, tc);
     return s;
 }
