@@ -138,6 +138,9 @@ START_TEST(login_session_logout)
         ck_assert_int_eq(strlen(got), 20); /* 2026-01-01T00:00:00Z */
         ck_assert_int_eq(got[10], 'T');
         ck_assert_int_eq(got[19], 'Z');
+        /* A token is never kept by a cache on the way (ASVS 8.1.1, 8.2.1). */
+        ck_assert_int_eq(harness_header(r, "Cache-Control", got, sizeof(got)), 0);
+        ck_assert_str_eq(got, "no-store");
     }
 
     snprintf(header, sizeof(header), "Authorization: Bearer %s\r\n", token);
