@@ -122,18 +122,29 @@ lint:
 	  --suppress=missingIncludeSystem --suppress=variableScope --inline-suppr -D_GNU_SOURCE -I/usr/include/postgresql \
 	  proto worker supervisor tests docs
 
-# libFuzzer on the control protocol decoder; FUZZ_SECONDS bounds the run.
+# libFuzzer targets, tests/fuzz/fuzz_NAME.c, each with its seeds in
+# tests/fuzz/seeds-NAME and its corpus in build/fuzz/corpus-NAME: the
+# control protocol decoder, the config parser. FUZZ_SECONDS bounds each.
 FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := control config
+FUZZ_CC = clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 build/fuzz/fuzz_control: tests/fuzz/fuzz_control.c proto/control.c proto/log.c proto/control.h
 	@mkdir -p $(dir $@)
-	clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  -o $@ tests/fuzz/fuzz_control.c proto/control.c proto/log.c -ljansson
+	$(FUZZ_CC) -o $@ tests/fuzz/fuzz_control.c proto/control.c proto/log.c -ljansson
 
-fuzz: build/fuzz/fuzz_control
-	@mkdir -p build/fuzz/corpus
-	@build/fuzz/fuzz_control -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
-	  build/fuzz/corpus tests/fuzz/seeds > build/fuzz/fuzz.log 2>&1; rc=$$?; \
-	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/fuzz.log; exit $$rc
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c proto/config.c proto/config.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_config.c proto/config.c $(PKG_LIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus-$$t; \
+	  echo "fuzz_$$t ($(FUZZ_SECONDS) s):"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+	    build/fuzz/corpus-$$t tests/fuzz/seeds-$$t > build/fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/$$t.log; \
+	  [ $$rc -eq 0 ] || exit $$rc; \
+	done
 
 # make install [PREFIX=/usr/local] [DESTDIR=...]: the programs, the man
 # pages, the example config and the systemd unit (its paths follow
