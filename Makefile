@@ -37,7 +37,7 @@ PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
               worker/hash_memory.c worker/http.c worker/login.c worker/routes.c worker/session_cache.c \
               worker/session_touch.c
-SUPERVISOR_SRC := supervisor/admin.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/migrate.c supervisor/notify.c \
+SUPERVISOR_SRC := supervisor/admin.c supervisor/admin_request.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/migrate.c supervisor/notify.c \
                   supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/users.c
 GEN_MIGRATIONS := $(OUT)/gen/migrations.c
 
@@ -124,9 +124,10 @@ lint:
 
 # libFuzzer targets, tests/fuzz/fuzz_NAME.c, each with its seeds in
 # tests/fuzz/seeds-NAME and its corpus in build/fuzz/corpus-NAME: the
-# control protocol decoder, the config parser. FUZZ_SECONDS bounds each.
+# control protocol decoder, the config parser, the admin request line.
+# FUZZ_SECONDS bounds each.
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := control config
+FUZZ_TARGETS := control config admin
 FUZZ_CC = clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 build/fuzz/fuzz_control: tests/fuzz/fuzz_control.c proto/control.c proto/log.c proto/control.h
 	@mkdir -p $(dir $@)
@@ -135,6 +136,10 @@ build/fuzz/fuzz_control: tests/fuzz/fuzz_control.c proto/control.c proto/log.c p
 build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c proto/config.c proto/config.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_config.c proto/config.c $(PKG_LIBS)
+
+build/fuzz/fuzz_admin: tests/fuzz/fuzz_admin.c supervisor/admin_request.c supervisor/admin_request.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ tests/fuzz/fuzz_admin.c supervisor/admin_request.c
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../proto/log.h"
+#include "admin_request.h"
 #include "status.h"
 #include "supervisor.h"
 
@@ -49,21 +50,6 @@ static char *admin_answer(int code, const char *fmt, ...)
     return out;
 }
 
-/* A whole decimal number in [min, max], or -1. */
-static long admin_number(const char *text, long min, long max)
-{
-    char *end;
-    long v;
-
-    if (*text == '\0')
-        return -1;
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    return v;
-}
-
 static void admin_on_rollout_end(void *arg, int ok, const char *reason)
 {
     struct admin_client *client = arg;
@@ -77,21 +63,19 @@ static void admin_on_rollout_end(void *arg, int ok, const char *reason)
 
 char *admin_execute(struct supervisor *sup, const char *line)
 {
-    char verb[32] = "", arg[64] = "", extra[8] = "";
-    int n = sscanf(line, "%31s %63s %7s", verb, arg, extra);
+    struct admin_request req;
+    char err[CONFIG_ERROR_MAX + 64];
+    int code = admin_request_parse(line, POOL_SLOTS_MAX, &req, err, sizeof(err));
 
-    if (n <= 0)
-        return admin_answer(2, "empty request (status, scale N, recycle PID, stop)\n");
-    if (n == 3)
-        return admin_answer(2, "too many arguments\n");
-    if (strcmp(verb, "status") == 0) {
-        if (n == 1) {
+    if (code != 0)
+        return admin_answer(code, "%s\n", err);
+    if (req.verb == ADMIN_STATUS) {
+        if (!req.json) {
             char *table = status_table(sup), *out;
             out = admin_answer(0, "%s", table != NULL ? table : "");
             free(table);
             return out;
-        }
-        if (strcmp(arg, "--json") == 0) {
+        } else {
             json_t *doc = status_json(sup);
             char *text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER), *out;
             json_decref(doc);
@@ -100,43 +84,31 @@ char *admin_execute(struct supervisor *sup, const char *line)
                 log_json_free(text);
             return out;
         }
-        return admin_answer(2, "status takes only --json\n");
     }
     if (sup->state != SUPERVISOR_RUNNING)
         return admin_answer(1, "stopping: only status is answered\n");
-    if (strcmp(verb, "reload") == 0) {
-        char err[CONFIG_ERROR_MAX + 64];
-        int code;
-
-        if (n == 2 && strcmp(arg, "--wait") != 0)
-            return admin_answer(2, "reload takes only --wait\n");
+    switch (req.verb) {
+    case ADMIN_RELOAD:
         code = supervisor_reload(sup, err, sizeof(err));
         if (code != 0)
             return admin_answer(code, "%s\n", err);
         return admin_answer(0, "rollout started\n");
-    }
-    if (rollout_active(&sup->pool) && strcmp(verb, "scale") == 0)
-        return admin_answer(1, "rollout in progress\n");
-    if (strcmp(verb, "scale") == 0) {
-        long target = n == 2 ? admin_number(arg, 1, POOL_SLOTS_MAX) : -1;
-        if (target < 0)
-            return admin_answer(2, "scale needs a worker count in 1..%d\n", POOL_SLOTS_MAX);
-        pool_scale(&sup->pool, (int)target);
-        return admin_answer(0, "scaling to %ld workers\n", target);
-    }
-    if (strcmp(verb, "recycle") == 0) {
-        long pid = n == 2 ? admin_number(arg, 1, 0x7fffffff) : -1;
-        if (pid < 0)
-            return admin_answer(2, "recycle needs a worker pid\n");
-        if (pool_recycle(&sup->pool, (int)pid) != 0)
-            return admin_answer(1, "no ready worker with pid %ld\n", pid);
-        return admin_answer(0, "recycling worker %ld\n", pid);
-    }
-    if (strcmp(verb, "stop") == 0 && n == 1) {
+    case ADMIN_SCALE:
+        if (rollout_active(&sup->pool))
+            return admin_answer(1, "rollout in progress\n");
+        pool_scale(&sup->pool, (int)req.number);
+        return admin_answer(0, "scaling to %ld workers\n", req.number);
+    case ADMIN_RECYCLE:
+        if (pool_recycle(&sup->pool, (int)req.number) != 0)
+            return admin_answer(1, "no ready worker with pid %ld\n", req.number);
+        return admin_answer(0, "recycling worker %ld\n", req.number);
+    case ADMIN_STOP:
         supervisor_stop(sup, 0, "ctl stop");
         return admin_answer(0, "stopping\n");
+    case ADMIN_STATUS:
+        break;
     }
-    return admin_answer(2, "unknown request '%s' (status, scale N, recycle PID, reload, stop)\n", verb);
+    return admin_answer(2, "unknown request\n");
 }
 
 static void admin_on_client_close(uv_handle_t *h)
@@ -201,13 +173,14 @@ static void admin_reply(struct admin_client *client, char *answer)
 static void admin_dispatch(struct admin_client *client)
 {
     struct supervisor *sup = client->admin->sup;
-    char verb[16] = "", arg[16] = "";
+    struct admin_request req;
+    char err[128];
     char *answer;
 
     uv_timer_stop(&client->timer);
     answer = admin_execute(sup, client->line);
-    if (sscanf(client->line, "%15s %15s", verb, arg) == 2 && strcmp(verb, "reload") == 0 &&
-        strcmp(arg, "--wait") == 0 && answer != NULL && answer[0] == '0') {
+    if (admin_request_parse(client->line, POOL_SLOTS_MAX, &req, err, sizeof(err)) == 0 && req.verb == ADMIN_RELOAD &&
+        req.wait && answer != NULL && answer[0] == '0') {
         free(answer);
         client->waiting = 1;
         uv_read_stop((uv_stream_t *)&client->pipe);

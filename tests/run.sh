@@ -79,7 +79,7 @@ echo "== unit tests (ASan, then UBSan: hash_memory is off under ASan)"
 CK_LOG_FILE_NAME="$tmp/unit.check" build/asan/tests/unit
 CK_LOG_FILE_NAME="$tmp/unit-ubsan.check" build/ubsan/tests/unit
 
-echo "== fuzz the control protocol decoder and the config parser (${FUZZ_SECONDS:-30} s each)"
+echo "== fuzz the control protocol decoder, the config parser and the admin request line (${FUZZ_SECONDS:-30} s each)"
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
 echo "== integration tests"

@@ -61,7 +61,9 @@ cleanup() {
     [ "$status" -eq 0 ] && echo "check-fresh: passed in $(( $(date +%s) - start )) s" || echo "check-fresh: FAILED" >&2
     exit "$status"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# Stopped from outside: a failure (cleanup sees 130), never "passed".
+trap 'exit 130' INT TERM
 
 phase "a minimal Debian 12 from $mirror (mmdebstrap minbase + git, make)"
 mmdebstrap --quiet --variant=minbase --include=git,make,ca-certificates bookworm "$work/base.tar" "$mirror"
