@@ -137,9 +137,9 @@ build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c proto/config.c proto/config.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_config.c proto/config.c $(PKG_LIBS)
 
-build/fuzz/fuzz_admin: tests/fuzz/fuzz_admin.c supervisor/admin_request.c supervisor/admin_request.h
+build/fuzz/fuzz_admin: tests/fuzz/fuzz_admin.c supervisor/admin_request.c supervisor/admin_request.h proto/config.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -o $@ tests/fuzz/fuzz_admin.c supervisor/admin_request.c
+	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_admin.c supervisor/admin_request.c proto/config.c $(PKG_LIBS)
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \

@@ -132,7 +132,7 @@ static const struct config_key *config_key_find(const char *name)
     return NULL;
 }
 
-static int config_parse_long(const char *text, long min, long max, long *out)
+int config_parse_long(const char *text, long min, long max, long *out)
 {
     char *end;
     long v;

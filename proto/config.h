@@ -78,6 +78,10 @@ struct config {
 /* Fills `cfg` with the built-in defaults (workers from the CPU count). */
 void config_defaults(struct config *cfg);
 
+/* A whole decimal number in [min, max] into *out: 0, or -1 (nothing
+ * else in `text`, no overflow). */
+int config_parse_long(const char *text, long min, long max, long *out);
+
 /* Parses an INI file over the current values of `cfg`. Relative paths
  * resolve against the file's folder. Returns 0, or -1 with "FILE:LINE:
  * message" in `err`. */

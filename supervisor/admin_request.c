@@ -1,24 +1,18 @@
 /* supervisor/admin_request.c - the admin request line (admin_request.h). */
 #include "admin_request.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/config.h"
+
 /* A whole decimal number in [min, max], or -1. */
 static long admin_number(const char *text, long min, long max)
 {
-    char *end;
     long v;
 
-    if (*text == '\0')
-        return -1;
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    return v;
+    return config_parse_long(text, min, max, &v) == 0 ? v : -1;
 }
 
 int admin_request_parse(const char *line, int slots_max, struct admin_request *req, char *err, size_t errsize)
