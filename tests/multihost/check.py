@@ -64,7 +64,8 @@ def main():
     live = lines(every, "acked") - revoked_now - revoked_before - lines(every, "doubtful")
     fh, fp = front.rsplit(":", 1)
     front_conn = lambda: http.client.HTTPConnection(fh, int(fp), timeout=20)
-    bad_live = [(t[:8], c) for t, c in ask(front_conn, live).items() if c != 200]
+    phase_of = {t: os.path.basename(d) for d in every for t in lines([d], "acked")}
+    bad_live = [(t[:8], c, phase_of.get(t, "?")) for t, c in ask(front_conn, live).items() if c != 200]
     bad_revoked = [("front", t[:8], [c]) for t, c in ask(front_conn, revoked_before).items() if c != 401]
     for h in hosts:
         hh, hp = h.rsplit(":", 1)
@@ -75,7 +76,7 @@ def main():
     print("tokens: %d acknowledged and live (%d phases), %d invalid; logouts: %d acknowledged (%d this phase), %d not refused"
           % (len(live), len(every), len(bad_live), len(revoked_now | revoked_before), len(revoked_now), len(bad_revoked)))
     if bad_live:
-        print("not valid (token, status):", sorted(bad_live)[:5])
+        print("not valid (token, status, acknowledged in):", sorted(bad_live)[:5])
     if bad_revoked:
         print("not refused:", bad_revoked[:5])
     sys.exit(1 if bad_live or bad_revoked or not live else 0)
