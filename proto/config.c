@@ -60,6 +60,8 @@ static const struct config_key config_keys[] = {
       "Unix socket of verona ctl (mode 0600)" },
     { "metrics_listen", CONFIG_ADDRESS, TEXT(metrics_listen), 0, 0, "127.0.0.1:9180", NULL,
       "address of the Prometheus /metrics endpoint" },
+    { "user", CONFIG_STRING, TEXT(user), 0, 0, "", NULL,
+      "run as this user once the sockets are bound, when verona serve starts as root: the supervisor and every worker (empty = stay as started)" },
     { "health_interval_ms", CONFIG_INT, NUM(health_interval_ms), 10, 60000, "500", NULL,
       "how often the supervisor pings each worker" },
     { "health_timeout_ms", CONFIG_INT, NUM(health_timeout_ms), 50, 600000, "2000", NULL,

@@ -40,6 +40,7 @@ struct config {
     char worker_binary[PATH_MAX];
     char admin_socket[PATH_MAX];
     char metrics_listen[128];
+    char user[64];               /* empty: stay as started */
     int health_interval_ms;
     int health_timeout_ms;
     int memory_soft_limit_mb;

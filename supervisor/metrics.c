@@ -12,9 +12,9 @@
 #include "../proto/config.h"
 #include "../proto/control.h"
 #include "memwatch.h"
+#include "metrics_request.h"
 #include "supervisor.h"
 
-#define METRICS_REQUEST_MAX 8192
 #define METRICS_TIMEOUT_MS 10000
 
 struct metrics_buf {
@@ -224,7 +224,7 @@ static void metrics_on_write(uv_write_t *req, int status)
 }
 
 static void metrics_answer(struct metrics_client *c, int status, const char *reason, const char *type,
-                           const char *body)
+                           const char *body, int head)
 {
     size_t blen = strlen(body);
     int hlen;
@@ -242,38 +242,34 @@ static void metrics_answer(struct metrics_client *c, int status, const char *rea
     out = (char *)(req + 1);
     hlen = snprintf(out, 256, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
                     status, reason, type, blen);
-    memcpy(out + hlen, body, blen);
+    if (!head)
+        memcpy(out + hlen, body, blen);
     req->data = c;
-    buf = uv_buf_init(out, (unsigned)((size_t)hlen + blen));
+    buf = uv_buf_init(out, (unsigned)((size_t)hlen + (head ? 0 : blen)));
     if (uv_write(req, (uv_stream_t *)&c->tcp, &buf, 1, metrics_on_write) != 0) {
         free(req);
         metrics_client_close(c);
     }
 }
 
+/* Answers once the head is in (supervisor/metrics_request.c parses it). */
 static void metrics_handle(struct metrics_client *c)
 {
-    char method[16] = "", path[256] = "";
+    struct metrics_request mr;
     char *text;
 
-    if (sscanf(c->in, "%15s %255s HTTP/1.", method, path) != 2) {
-        metrics_answer(c, 400, "Bad Request", "text/plain", "malformed request\n");
-        return;
-    }
-    if (strcmp(path, "/metrics") != 0 && strncmp(path, "/metrics?", 9) != 0) {
-        metrics_answer(c, 404, "Not Found", "text/plain", "only /metrics here\n");
-        return;
-    }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        metrics_answer(c, 405, "Method Not Allowed", "text/plain", "GET only\n");
+    if (metrics_request_parse(c->in, c->len, &mr) == 0)
+        return; /* more to come */
+    if (mr.status != 200) {
+        metrics_answer(c, mr.status, mr.reason, "text/plain", mr.message, 0);
         return;
     }
     text = metrics_render(c->m->sup);
     if (text == NULL) {
-        metrics_answer(c, 503, "Service Unavailable", "text/plain", "out of memory\n");
+        metrics_answer(c, 503, "Service Unavailable", "text/plain", "out of memory\n", 0);
         return;
     }
-    metrics_answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+    metrics_answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, mr.head);
     free(text);
 }
 
@@ -297,11 +293,7 @@ static void metrics_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->len += (size_t)nread;
-    c->in[c->len] = '\0';
-    if (strstr(c->in, "\r\n\r\n") != NULL || strstr(c->in, "\n\n") != NULL)
-        metrics_handle(c);
-    else if (c->len == METRICS_REQUEST_MAX)
-        metrics_answer(c, 431, "Request Header Fields Too Large", "text/plain", "request head over 8 KiB\n");
+    metrics_handle(c);
 }
 
 static void metrics_on_timeout(uv_timer_t *t)

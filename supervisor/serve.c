@@ -17,6 +17,7 @@
 #include "../proto/log.h"
 #include "../proto/nofile.h"
 #include "cli.h"
+#include "privilege.h"
 #include "supervisor.h"
 
 #define SERVE_QUIT_GRACE_MS 2000
@@ -118,6 +119,7 @@ static int supervisor_try_reload(struct supervisor *sup, char *err, size_t errsi
         { "listen", offsetof(struct config, listen) },
         { "admin_socket", offsetof(struct config, admin_socket) },
         { "metrics_listen", offsetof(struct config, metrics_listen) },
+        { "user", offsetof(struct config, user) },
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         const char *was = (const char *)&sup->cfg + fixed[i].offset, *now = (const char *)&cfg + fixed[i].offset;
@@ -227,6 +229,7 @@ int serve_main(int argc, char **argv)
     struct supervisor *sup = &supervisor;
     const char *config_path = NULL;
     char err[CONFIG_ERROR_MAX];
+    struct privilege privilege;
     struct build *build;
     int opt;
 
@@ -253,6 +256,10 @@ int serve_main(int argc, char **argv)
         return CLI_USAGE;
     if (config_path != NULL)
         snprintf(sup->config_path, sizeof(sup->config_path), "%s", config_path);
+    if (privilege_plan(&privilege, sup->cfg.user, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        return CLI_USAGE;
+    }
 
     sup->loop = uv_default_loop();
     {
@@ -264,22 +271,40 @@ int serve_main(int argc, char **argv)
                      json_pack("{s:I, s:I, s:s}", "wanted", (json_int_t)want, "limit", (json_int_t)got, "hint",
                                "raise the open-files hard limit (LimitNOFILE, ulimit -Hn)"));
     }
+    /* Root binds the sockets, then (`user`) becomes that user for good:
+     * the builds, the hash gate and every worker belong to it. */
     sup->listen_fd = serve_listen(sup->cfg.listen, err, sizeof(err));
     if (sup->listen_fd < 0) {
         fprintf(stderr, "verona serve: %s\n", err);
+        return CLI_FAILED;
+    }
+    if (admin_start(&sup->admin, sup, sup->cfg.admin_socket, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        return CLI_FAILED;
+    }
+    if (metrics_start(&sup->metrics, sup, sup->cfg.metrics_listen, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        admin_stop(&sup->admin);
+        return CLI_FAILED;
+    }
+    /* The admin socket stays 0600, now the user's: it and root may ask. */
+    if (privilege.drop && chown(sup->cfg.admin_socket, privilege.uid, privilege.gid) != 0) {
+        fprintf(stderr, "verona serve: admin_socket %s: chown to %s: %s\n", sup->cfg.admin_socket, privilege.name,
+                strerror(errno));
+        admin_stop(&sup->admin);
+        return CLI_FAILED;
+    }
+    if (privilege_drop(&privilege, err, sizeof(err)) != 0) {
+        fprintf(stderr, "verona serve: %s\n", err);
+        admin_stop(&sup->admin);
         return CLI_FAILED;
     }
     sup->file_workers = sup->cfg.workers;
     build = build_open(&sup->cfg, err, sizeof(err));
     if (build == NULL || pool_init(&sup->pool, sup, build, err, sizeof(err)) != 0) {
         fprintf(stderr, "verona serve: %s\n", err);
+        admin_stop(&sup->admin);
         return CLI_USAGE;
-    }
-    if (admin_start(&sup->admin, sup, sup->cfg.admin_socket, err, sizeof(err)) != 0 ||
-        metrics_start(&sup->metrics, sup, sup->cfg.metrics_listen, err, sizeof(err)) != 0) {
-        fprintf(stderr, "verona serve: %s\n", err);
-        hash_gate_remove(sup->pool.gate); /* a kernel object: it outlives the process */
-        return CLI_FAILED;
     }
     for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++) {
         uv_signal_init(sup->loop, &sup->signals[i]);

@@ -79,7 +79,7 @@ echo "== unit tests (ASan, then UBSan: hash_memory is off under ASan)"
 CK_LOG_FILE_NAME="$tmp/unit.check" build/asan/tests/unit
 CK_LOG_FILE_NAME="$tmp/unit-ubsan.check" build/ubsan/tests/unit
 
-echo "== fuzz the control protocol decoder, the config parser and the admin request line (${FUZZ_SECONDS:-30} s each)"
+echo "== fuzz every parser: control protocol, config, admin request line, metrics request, HTTP through routing, JSON bodies (${FUZZ_SECONDS:-30} s each)"
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
 echo "== integration tests"
@@ -88,6 +88,12 @@ CK_LOG_FILE_NAME="$tmp/integration.check" VERONA_PG_FSYNC=off build/asan/tests/i
 echo "== fault tests under load (UBSan build: ASan would distort RSS)"
 CK_LOG_FILE_NAME="$tmp/fault.check" VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off \
     build/ubsan/tests/fault
+
+echo "== no worker called outside its seccomp allow-list (worker/sandbox.c; test_sandbox.c's call is on purpose)"
+bad=$(grep -rl --include='*.log' '"event":"forbidden_syscall"' "$tmp" | xargs -r grep -L '"event":"test_forbidden_call"' || true)
+if [ -n "$bad" ]; then
+    echo "forbidden system calls (numbers: ausyscall N) in:"; grep -h '"forbidden_syscall"' $bad; exit 1
+fi
 
 echo "== more than one host: three Patroni nodes, two Verona hosts and HAProxy in network namespaces, under faults (about 3 minutes)"
 if [ "$(id -u)" -eq 0 ]; then

@@ -49,9 +49,11 @@ void worker_control_ready(struct worker *w)
 
     if (!w->supervised || w->ready_sent)
         return;
-    /* Test-only: a build that never becomes ready (the rollout tests). */
+#ifdef VERONA_TEST_HOOKS
+    /* Test builds only: a build that never becomes ready (the rollout tests). */
     if (getenv("VERONA_TEST_NEVER_READY") != NULL)
         return;
+#endif
     w->ready_sent = 1;
     memset(&msg, 0, sizeof(msg));
     msg.type = CONTROL_READY;

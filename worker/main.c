@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../proto/hash_gate.h"
@@ -20,6 +22,7 @@
 #include "../sql/migrations.h"
 #include "control.h"
 #include "routes.h"
+#include "sandbox.h"
 #include "worker.h"
 
 #define WORKER_SWEEP_INTERVAL_MS 60000
@@ -29,6 +32,53 @@
 #define VERONA_BUILD_ID "dev"
 #endif
 const char *const worker_build_id = VERONA_BUILD_ID;
+
+#ifdef VERONA_TEST_HOOKS
+/* Test builds only (SPEC 10.9): VERONA_TEST_LEAK_KB makes every request
+ * leak that much memory (touched, so it counts in RSS); the fault tests
+ * and the bench use it to prove memory recycling on a real leak. */
+static long worker_test_leak_kb;
+static void *volatile worker_test_leaked; /* a chain, so the compiler cannot drop the writes */
+
+static void worker_dispatch(struct http_server *server, struct http_request *req)
+{
+    size_t size = worker_test_leak_kb > 0 ? (size_t)worker_test_leak_kb * 1024 : 0;
+    char *leak = size >= sizeof(void *) ? malloc(size) : NULL;
+
+    if (leak != NULL) {
+        memset(leak, 0x5a, size);
+        *(void **)leak = worker_test_leaked;
+        worker_test_leaked = leak;
+    }
+    routes_dispatch(server, req);
+}
+
+/* Test builds only: SIGUSR2 makes the worker call ptrace, which the
+ * seccomp allow-list forbids (tests/fault/test_sandbox.c). Without the
+ * filter the call succeeds and the worker lives on. */
+static uv_signal_t worker_test_sig_forbidden;
+
+static void worker_test_on_forbidden(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    log_emit(LOG_WARN, "test_forbidden_call", json_pack("{s:s}", "call", "ptrace"));
+    (void)syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+}
+
+static void worker_test_hooks(struct worker *w)
+{
+    if (getenv("VERONA_TEST_LEAK_KB") != NULL)
+        worker_test_leak_kb = strtol(getenv("VERONA_TEST_LEAK_KB"), NULL, 10);
+    uv_signal_init(w->loop, &worker_test_sig_forbidden);
+    uv_signal_start(&worker_test_sig_forbidden, worker_test_on_forbidden, SIGUSR2);
+    uv_unref((uv_handle_t *)&worker_test_sig_forbidden);
+}
+
+#define WORKER_DISPATCH (worker_test_leak_kb > 0 ? worker_dispatch : routes_dispatch)
+#else
+#define WORKER_DISPATCH routes_dispatch
+#endif
 
 static void worker_usage(FILE *out)
 {
@@ -197,6 +247,9 @@ static void worker_finish(struct worker *w)
     uv_close((uv_handle_t *)&w->sig_term, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_int, worker_on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, worker_on_handle_closed);
+#ifdef VERONA_TEST_HOOKS
+    uv_close((uv_handle_t *)&worker_test_sig_forbidden, worker_on_handle_closed);
+#endif
     worker_control_close(w, "drained"); /* its last pong still sees the database */
     db_close(&w->db);
 }
@@ -244,22 +297,24 @@ static void worker_on_signal(uv_signal_t *s, int signum)
     worker_stop(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* Test-only: VERONA_TEST_LEAK_KB makes every request leak that much
- * memory (touched, so it counts in RSS). The fault tests use it to prove
- * memory recycling on a real leak; nothing else sets it. */
-static long worker_test_leak_kb;
-static void *volatile worker_test_leaked; /* a chain, so the compiler cannot drop the writes */
 
-static void worker_dispatch(struct http_server *server, struct http_request *req)
+/* no_new_privs and the seccomp allow-list, once everything that needs
+ * more is open: from here on the worker accepts, reads, writes, hashes,
+ * talks to PostgreSQL and resolves names, and nothing else. */
+static int worker_sandbox(struct worker *w)
 {
-    char *leak = malloc((size_t)worker_test_leak_kb * 1024);
+    struct sandbox_scope scope = { .listen_fd = -1, .hash_gate = w->auth.gate,
+                                   .supervisor = w->supervised ? w->supervisor_pid : 0 };
+    char err[256];
 
-    if (leak != NULL) {
-        memset(leak, 0x5a, (size_t)worker_test_leak_kb * 1024);
-        *(void **)leak = worker_test_leaked;
-        worker_test_leaked = leak;
+    if (uv_fileno((const uv_handle_t *)&w->http.listener, &scope.listen_fd) != 0)
+        scope.listen_fd = -1;
+    if (sandbox_enter(&scope, err, sizeof(err)) != 0) {
+        log_emit(LOG_ERROR, "sandbox_failed", json_pack("{s:s}", "error", err));
+        return 1;
     }
-    routes_dispatch(server, req);
+    log_emit(LOG_DEBUG, "sandbox", json_pack("{s:b, s:b}", "no_new_privs", 1, "seccomp", sandbox_supported()));
+    return 0;
 }
 
 int worker_setup(struct worker *w, int listen_fd)
@@ -280,7 +335,7 @@ int worker_setup(struct worker *w, int listen_fd)
         return 2;
     }
     rc = http_server_init(&w->http, w->loop, w->cfg.listen, listen_fd,
-                          worker_test_leak_kb > 0 ? worker_dispatch : routes_dispatch, w, err, sizeof(err));
+                          WORKER_DISPATCH, w, err, sizeof(err));
     if (rc != 0) {
         log_emit(LOG_ERROR, "listen_failed", json_pack("{s:s}", "error", err));
         return 1;
@@ -307,6 +362,9 @@ int worker_setup(struct worker *w, int listen_fd)
     w->dummy_timer.data = w;
     uv_timer_start(&w->dummy_timer, worker_on_dummy_timer, 0, 1000);
     w->configured = 1;
+    rc = worker_sandbox(w);
+    if (rc != 0)
+        return rc;
     log_emit(LOG_INFO, "worker_started",
              json_pack("{s:s, s:s, s:i, s:i, s:b, s:b}", "build_id", worker_build_id, "listen", w->cfg.listen,
                        "db_pool_size", w->cfg.db_pool_size, "hash_threads", w->cfg.hash_threads,
@@ -363,8 +421,6 @@ int main(int argc, char **argv)
     }
     if (getenv("VERONA_LOG_LEVEL") != NULL && strcmp(getenv("VERONA_LOG_LEVEL"), "debug") == 0)
         log_set_level(LOG_DEBUG);
-    if (getenv("VERONA_TEST_LEAK_KB") != NULL)
-        worker_test_leak_kb = strtol(getenv("VERONA_TEST_LEAK_KB"), NULL, 10);
     signal(SIGPIPE, SIG_IGN);
     /* Spawned from /proc/self/fd/N (supervisor/build.c), the kernel names
      * the process "N": give ps, top and pgrep their usual name back. */
@@ -389,6 +445,9 @@ int main(int argc, char **argv)
     uv_signal_start(&w->sig_term, worker_on_signal, SIGTERM);
     uv_signal_start(&w->sig_int, worker_on_signal, SIGINT);
     uv_signal_start(&w->sig_quit, worker_on_signal, SIGQUIT);
+#ifdef VERONA_TEST_HOOKS
+    worker_test_hooks(w);
+#endif
 
     if (control_fd != NULL) {
         /* Supervised: settings come over the control socket, never a file. */

@@ -8,6 +8,7 @@ Suite *api_suite(void);
 Suite *http_suite(void);
 Suite *security_suite(void);
 Suite *resilience_suite(void);
+Suite *privilege_suite(void);
 Suite *sessions_suite(void);
 Suite *cli_suite(void);
 Suite *supervisor_suite(void);
@@ -24,6 +25,7 @@ int main(void)
     srunner_add_suite(sr, cli_suite());
     srunner_add_suite(sr, supervisor_suite());
     srunner_add_suite(sr, operability_suite());
+    srunner_add_suite(sr, privilege_suite());
     srunner_add_suite(sr, resilience_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
