@@ -164,7 +164,7 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus-$$t; \
 	  echo "fuzz_$$t ($(FUZZ_SECONDS) s):"; \
-	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
 	    build/fuzz/corpus-$$t tests/fuzz/seeds-$$t > build/fuzz/$$t.log 2>&1; rc=$$?; \
 	  grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' build/fuzz/$$t.log; \
 	  [ $$rc -eq 0 ] || exit $$rc; \

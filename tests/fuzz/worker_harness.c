@@ -38,6 +38,15 @@ void harness_worker_once(void)
     if (w->configured)
         return;
     log_set_level((enum log_level)(LOG_ERROR + 1)); /* quiet: millions of requests */
+    /* Never a real database: make check exports its own URL, which would
+     * override the one below (config_finish), and libpq reads PG*. */
+    unsetenv("VERONA_DATABASE_URL");
+    unsetenv("DATABASE_URL");
+    unsetenv("PGHOST");
+    unsetenv("PGHOSTADDR");
+    unsetenv("PGPORT");
+    unsetenv("PGSERVICE");
+    unsetenv("PGPASSFILE");
     if (sodium_init() < 0)
         harness_die("sodium_init");
     auth_json_secure_alloc();
@@ -52,6 +61,10 @@ void harness_worker_once(void)
                            "fuzz", err, sizeof(err)) != 0 ||
         config_finish(&w->cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "worker harness: settings: %s\n", err);
+        abort();
+    }
+    if (strcmp(w->cfg.database_url, "postgresql://fuzz@127.0.0.1:1/fuzz") != 0) {
+        fprintf(stderr, "worker harness: the database URL was overridden\n");
         abort();
     }
     /* The listening socket, as the supervisor would hand it over. */
