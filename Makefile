@@ -60,7 +60,7 @@ TESTLIB_SRC := $(wildcard tests/lib/*.c)
 # packaging, the fresh-root test (each defines its own targets).
 -include mk/*.mk
 
-.PHONY: all build deps run check bench clean tests test-binaries lint fuzz install uninstall
+.PHONY: all build deps run check bench replay clean tests test-binaries lint fuzz install uninstall
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := all
 
@@ -81,6 +81,13 @@ check: deps
 
 bench: deps
 	sh bench/run.sh
+
+# The shop's outage replayed (tests/replay/replay.py): a leaking deploy
+# against Verona and a real Prometheus; prints the timeline. The test
+# builds alone have the leak switch (SPEC 10.9): the hooks build.
+replay: deps
+	@+$(SUBMAKE) BUILD=hooks build
+	python3 tests/replay/replay.py
 
 deps:
 	@sh deploy/deps.sh

@@ -21,7 +21,11 @@ end
 
 function request()
    index = index % #tokens + 1
-   return wrk.format("GET", "/v1/session", { ["Authorization"] = "Bearer " .. tokens[index] })
+   local headers = { ["Authorization"] = "Bearer " .. tokens[index] }
+   for k, v in pairs(wrk.headers) do -- and wrk's -H headers (wrk.format drops them)
+      headers[k] = headers[k] or v
+   end
+   return wrk.format("GET", "/v1/session", headers)
 end
 
 dofile("bench/summary.lua")

@@ -62,6 +62,12 @@ static void metrics_header(struct metrics_buf *b, const char *name, const char *
     metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The settings a worker runs with: its build's. */
+static const struct config *metrics_worker_cfg(const struct pool *pool, const struct pool_worker *w)
+{
+    return w->build != NULL ? &w->build->cfg : &pool->sup->cfg;
+}
+
 char *metrics_render(struct supervisor *sup)
 {
     struct pool *pool = &sup->pool;
@@ -102,6 +108,25 @@ char *metrics_render(struct supervisor *sup)
         if (w->state != WORKER_EXITED)
             metrics_printf(&b, "verona_worker_rss_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)memwatch_rss_bytes(w->pid));
+
+    /* The limits beside the readings, so that a rule can divide them
+     * (each worker by its own build's settings during a rollout). */
+    metrics_header(&b, "verona_worker_memory_soft_limit_bytes", "gauge",
+                   "RSS at which each worker is replaced gracefully (memory_soft_limit_mb).");
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
+        if (w->state != WORKER_EXITED)
+            metrics_printf(&b, "verona_worker_memory_soft_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
+                           (unsigned long long)metrics_worker_cfg(pool, w)->memory_soft_limit_mb << 20);
+    metrics_header(&b, "verona_worker_memory_hard_limit_bytes", "gauge",
+                   "RSS at which each worker is killed at once (memory_hard_limit_mb).");
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
+        if (w->state != WORKER_EXITED)
+            metrics_printf(&b, "verona_worker_memory_hard_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
+                           (unsigned long long)metrics_worker_cfg(pool, w)->memory_hard_limit_mb << 20);
+    metrics_header(&b, "verona_worker_db_up", "gauge", "1 when this worker reaches PostgreSQL (ready workers).");
+    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
+        if (w->state == WORKER_READY)
+            metrics_printf(&b, "verona_worker_db_up{slot=\"%d\",pid=\"%d\"} %d\n", w->slot, w->pid, w->db_up ? 1 : 0);
 
     metrics_header(&b, "verona_requests_total", "counter", "HTTP requests answered, by route and status.");
     for (int r = 0; r < ROUTE_COUNT; r++)

@@ -77,6 +77,11 @@ struct pool_slot {
     uint64_t restarts;
     int in_backoff;
     uint64_t backoff_until_ms;
+    /* The rollout's: when the slot's first worker of the new build became
+     * ready (0: not yet). Its probation runs from here, once: a later
+     * replacement of that build (a memory recycle) does not start the
+     * slot's probation again (supervisor/rollout.c). */
+    uint64_t rollout_ready_ms;
     uv_timer_t timer;
     struct pool *pool;
 };

@@ -89,6 +89,8 @@ int rollout_start(struct pool *pool, struct build *to, char *err, size_t errsize
     snprintf(r->to_sha, sizeof(r->to_sha), "%s", to->sha256);
     r->slots_total = pool->target;
     r->slots_done = 0;
+    for (int slot = 0; slot < POOL_SLOTS_MAX; slot++)
+        pool->slots[slot].rollout_ready_ms = 0;
     r->canary_ready_ms = 0;
     r->reason[0] = '\0';
     r->started_ms = pool_now_ms(pool);
@@ -166,8 +168,9 @@ void rollout_on_ready(struct pool *pool, struct pool_worker *w)
 {
     struct rollout *r = &pool->rollout;
 
-    if (r->state != ROLLOUT_ROLLING || w->build != r->to)
-        return;
+    if (r->state != ROLLOUT_ROLLING || w->build != r->to || pool->slots[w->slot].rollout_ready_ms != 0)
+        return; /* a slot is done once: a later replacement of the new build is not a step */
+    pool->slots[w->slot].rollout_ready_ms = pool_now_ms(pool);
     r->slots_done++;
     if (r->canary_ready_ms == 0)
         r->canary_ready_ms = pool_now_ms(pool);
@@ -238,10 +241,16 @@ static void rollout_step_rolling(struct pool *pool)
         }
         return; /* still starting on the old build: wait for it */
     }
-    /* Every slot runs the new build: done once the last one has served its probation. */
-    for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->build == r->to && w->state != WORKER_EXITED &&
-            (w->ready_ms == 0 || now - w->ready_ms < probation))
+    /* Every slot runs the new build: done once each slot's first new
+     * worker has served its probation. Per slot, not per worker: when the
+     * new build's workers are replaced for memory after their probation,
+     * some replacement is always young, and a rollout that waited for
+     * every worker would never end (the replay found it). A replacement
+     * is still on probation for its own first probation_ms
+     * (rollout_on_probation): past the soft limit in it, the build is
+     * rolled back. */
+    for (int slot = 0; slot < pool->target; slot++)
+        if (pool->slots[slot].rollout_ready_ms == 0 || now - pool->slots[slot].rollout_ready_ms < probation)
             return;
     build_unref(pool->good);
     pool->good = r->to;

@@ -11,9 +11,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer; and UBSan only, for the fault tests)"
 make -s BUILD=asan -j"$jobs" tests
 make -s BUILD=ubsan -j"$jobs" tests
+make -s BUILD=hooks -j"$jobs" build   # the replay's: release code with the test knobs
 
 echo "== cppcheck"
 make -s lint
+
+echo "== alert rules (promtool: the config and rules check, and every rule fires and stays quiet in its unit test)"
+(cd deploy/prometheus && promtool check config prometheus.yml >/dev/null && promtool test rules verona-alerts.test.yml)
 
 tmp=$(mktemp -d /tmp/verona-check.XXXXXX)
 chmod 755 "$tmp"
@@ -94,6 +98,9 @@ bad=$(grep -rl --include='*.log' '"event":"forbidden_syscall"' "$tmp" | xargs -r
 if [ -n "$bad" ]; then
     echo "forbidden system calls (numbers: ausyscall N) in:"; grep -h '"forbidden_syscall"' $bad; exit 1
 fi
+
+echo "== the shop's outage replayed, short (tests/replay/replay.py): a leaking deploy against Verona and a real Prometheus"
+python3 tests/replay/replay.py --short
 
 echo "== more than one host: three Patroni nodes, two Verona hosts and HAProxy in network namespaces, under faults (about 3 minutes)"
 if [ "$(id -u)" -eq 0 ]; then

@@ -35,15 +35,18 @@ const char *const worker_build_id = VERONA_BUILD_ID;
 
 #ifdef VERONA_TEST_HOOKS
 /* Test builds only (SPEC 10.9): VERONA_TEST_LEAK_KB makes every request
- * leak that much memory (touched, so it counts in RSS); the fault tests
- * and the bench use it to prove memory recycling on a real leak. */
+ * leak that much memory (touched, so it counts in RSS); the fault tests,
+ * the bench and the replay use it to prove memory recycling on a real
+ * leak. VERONA_TEST_LEAK_AFTER_MS starts the leak that long after the
+ * worker started (a build that passes its probation, then leaks). */
 static long worker_test_leak_kb;
+static uint64_t worker_test_leak_from_ms; /* VERONA_TEST_LEAK_AFTER_MS: a leak that starts late (uv_now) */
 static void *volatile worker_test_leaked; /* a chain, so the compiler cannot drop the writes */
 
 static void worker_dispatch(struct http_server *server, struct http_request *req)
 {
     size_t size = worker_test_leak_kb > 0 ? (size_t)worker_test_leak_kb * 1024 : 0;
-    char *leak = size >= sizeof(void *) ? malloc(size) : NULL;
+    char *leak = size >= sizeof(void *) && uv_now(server->loop) >= worker_test_leak_from_ms ? malloc(size) : NULL;
 
     if (leak != NULL) {
         memset(leak, 0x5a, size);
@@ -70,6 +73,8 @@ static void worker_test_hooks(struct worker *w)
 {
     if (getenv("VERONA_TEST_LEAK_KB") != NULL)
         worker_test_leak_kb = strtol(getenv("VERONA_TEST_LEAK_KB"), NULL, 10);
+    if (getenv("VERONA_TEST_LEAK_AFTER_MS") != NULL)
+        worker_test_leak_from_ms = uv_now(w->loop) + (uint64_t)strtoull(getenv("VERONA_TEST_LEAK_AFTER_MS"), NULL, 10);
     uv_signal_init(w->loop, &worker_test_sig_forbidden);
     uv_signal_start(&worker_test_sig_forbidden, worker_test_on_forbidden, SIGUSR2);
     uv_unref((uv_handle_t *)&worker_test_sig_forbidden);
