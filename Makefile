@@ -43,7 +43,7 @@ WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c w
               worker/hash_memory.c worker/http.c worker/login.c worker/routes.c worker/sandbox.c \
               worker/session_cache.c worker/session_touch.c
 SUPERVISOR_SRC := supervisor/admin.c supervisor/admin_request.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/metrics_request.c supervisor/migrate.c supervisor/notify.c supervisor/privilege.c \
-                  supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/users.c
+                  supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/status_page.c supervisor/history.c supervisor/textbuf.c supervisor/users.c
 GEN_MIGRATIONS := $(OUT)/gen/migrations.c
 
 obj = $(patsubst %.c,$(OUT)/obj/%.o,$(1))
@@ -87,7 +87,7 @@ bench: deps
 # builds alone have the leak switch (SPEC 10.9): the hooks build.
 replay: deps
 	@+$(SUBMAKE) BUILD=hooks build
-	python3 tests/replay/replay.py
+	/usr/bin/python3 tests/replay/replay.py
 
 deps:
 	@sh deploy/deps.sh
@@ -117,7 +117,7 @@ $(BIN)/verona: $(OUT)/obj/supervisor/main.o $(SUPERVISOR_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(SYSTEMD_LIBS)
 
-$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/hash_memory.c worker/session_cache.c) $(PROTO_OBJ)
+$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/hash_memory.c worker/session_cache.c supervisor/textbuf.c) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 

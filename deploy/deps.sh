@@ -7,7 +7,8 @@ set -eu
 packages="build-essential pkg-config libuv1-dev libpq-dev libsodium-dev
 libhttp-parser-dev libjansson-dev libinih-dev libzxcvbn-dev libsystemd-dev libseccomp-dev
 check libsubunit-dev postgresql postgresql-contrib wrk curl procps util-linux groff-base cppcheck clang libclang-rt-14-dev
-prometheus nginx haproxy patroni etcd-server etcd-client"
+prometheus nginx haproxy patroni etcd-server etcd-client
+python3 chromium chromium-driver python3-selenium"
 
 missing=""
 for p in $packages; do

@@ -13,53 +13,15 @@
 #include "../proto/control.h"
 #include "memwatch.h"
 #include "metrics_request.h"
+#include "status_page.h"
+#include "textbuf.h"
 #include "supervisor.h"
 
 #define METRICS_TIMEOUT_MS 10000
 
-struct metrics_buf {
-    char *data;
-    size_t len, cap;
-    int failed;
-};
-
-static void metrics_printf(struct metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
+static void metrics_header(struct textbuf *b, const char *name, const char *type, const char *help)
 {
-    va_list ap;
-    int n;
-
-    if (b->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        {
-            size_t cap = (b->cap + (size_t)n) * 2;
-            char *bigger = realloc(b->data, cap);
-            if (bigger == NULL) {
-                b->failed = 1;
-                return;
-            }
-            b->data = bigger;
-            b->cap = cap;
-        }
-    }
-}
-
-static void metrics_header(struct metrics_buf *b, const char *name, const char *type, const char *help)
-{
-    metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    textbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* The settings a worker runs with: its build's. */
@@ -71,12 +33,13 @@ static const struct config *metrics_worker_cfg(const struct pool *pool, const st
 char *metrics_render(struct supervisor *sup)
 {
     struct pool *pool = &sup->pool;
-    struct metrics_buf b = { malloc(16384), 0, 16384, 0 };
+    struct textbuf b;
     struct control_counters total = pool->gone;
     int states[4] = { 0, 0, 0, 0 }, backoff = 0, db_up = 0, hash_queue = 0, connections = 0, in_flight = 0;
     static const char *const state_names[] = { "starting", "ready", "draining" };
 
-    if (b.data == NULL)
+    textbuf_init(&b, 16384);
+    if (b.failed)
         return NULL;
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
         if (w->state == WORKER_EXITED)
@@ -93,20 +56,20 @@ char *metrics_render(struct supervisor *sup)
 
     metrics_header(&b, "verona_workers", "gauge", "Worker processes by state.");
     for (int s = 0; s < 3; s++)
-        metrics_printf(&b, "verona_workers{state=\"%s\"} %d\n", state_names[s], states[s]);
-    metrics_printf(&b, "verona_workers{state=\"backoff\"} %d\n", backoff);
+        textbuf_printf(&b, "verona_workers{state=\"%s\"} %d\n", state_names[s], states[s]);
+    textbuf_printf(&b, "verona_workers{state=\"backoff\"} %d\n", backoff);
     metrics_header(&b, "verona_workers_target", "gauge", "The pool size the supervisor keeps.");
-    metrics_printf(&b, "verona_workers_target %d\n", pool->target);
+    textbuf_printf(&b, "verona_workers_target %d\n", pool->target);
 
     metrics_header(&b, "verona_restarts_total", "counter", "Workers replaced, by reason.");
     for (int r = 0; r < REASON_COUNT; r++)
-        metrics_printf(&b, "verona_restarts_total{reason=\"%s\"} %llu\n", pool_reason_names[r],
+        textbuf_printf(&b, "verona_restarts_total{reason=\"%s\"} %llu\n", pool_reason_names[r],
                        (unsigned long long)pool->restarts[r]);
 
     metrics_header(&b, "verona_worker_rss_bytes", "gauge", "Resident memory of each worker, read from /proc.");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state != WORKER_EXITED)
-            metrics_printf(&b, "verona_worker_rss_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
+            textbuf_printf(&b, "verona_worker_rss_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)memwatch_rss_bytes(w->pid));
 
     /* The limits beside the readings, so that a rule can divide them
@@ -115,18 +78,18 @@ char *metrics_render(struct supervisor *sup)
                    "RSS at which each worker is replaced gracefully (memory_soft_limit_mb).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state != WORKER_EXITED)
-            metrics_printf(&b, "verona_worker_memory_soft_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
+            textbuf_printf(&b, "verona_worker_memory_soft_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)metrics_worker_cfg(pool, w)->memory_soft_limit_mb << 20);
     metrics_header(&b, "verona_worker_memory_hard_limit_bytes", "gauge",
                    "RSS at which each worker is killed at once (memory_hard_limit_mb).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state != WORKER_EXITED)
-            metrics_printf(&b, "verona_worker_memory_hard_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
+            textbuf_printf(&b, "verona_worker_memory_hard_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)metrics_worker_cfg(pool, w)->memory_hard_limit_mb << 20);
     metrics_header(&b, "verona_worker_db_up", "gauge", "1 when this worker reaches PostgreSQL (ready workers).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state == WORKER_READY)
-            metrics_printf(&b, "verona_worker_db_up{slot=\"%d\",pid=\"%d\"} %d\n", w->slot, w->pid, w->db_up ? 1 : 0);
+            textbuf_printf(&b, "verona_worker_db_up{slot=\"%d\",pid=\"%d\"} %d\n", w->slot, w->pid, w->db_up ? 1 : 0);
 
     metrics_header(&b, "verona_requests_total", "counter", "HTTP requests answered, by route and status.");
     for (int r = 0; r < ROUTE_COUNT; r++)
@@ -137,13 +100,13 @@ char *metrics_render(struct supervisor *sup)
             else
                 strcpy(code, "other");
             if (total.requests[r][s] > 0)
-                metrics_printf(&b, "verona_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                textbuf_printf(&b, "verona_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
                                control_route_names[r], code, (unsigned long long)total.requests[r][s]);
         }
 
     metrics_header(&b, "verona_logins_total", "counter", "Login attempts by result.");
     for (int i = 0; i < LOGIN_RESULT_COUNT; i++)
-        metrics_printf(&b, "verona_logins_total{result=\"%s\"} %llu\n", control_login_result_names[i],
+        textbuf_printf(&b, "verona_logins_total{result=\"%s\"} %llu\n", control_login_result_names[i],
                        (unsigned long long)total.logins[i]);
 
     metrics_header(&b, "verona_request_duration_seconds", "histogram", "Time from a request's first byte to its answer.");
@@ -152,49 +115,49 @@ char *metrics_render(struct supervisor *sup)
         for (int k = 0; k < CONTROL_LATENCY_BUCKETS; k++) {
             cumulative += total.latency[r][k];
             if (k < CONTROL_LATENCY_BUCKETS - 1)
-                metrics_printf(&b, "verona_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                textbuf_printf(&b, "verona_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
                                control_route_names[r], (double)control_latency_bounds_us[k] / 1e6,
                                (unsigned long long)cumulative);
             else
-                metrics_printf(&b, "verona_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                textbuf_printf(&b, "verona_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
                                control_route_names[r], (unsigned long long)cumulative);
         }
-        metrics_printf(&b, "verona_request_duration_seconds_sum{route=\"%s\"} %.6f\n", control_route_names[r],
+        textbuf_printf(&b, "verona_request_duration_seconds_sum{route=\"%s\"} %.6f\n", control_route_names[r],
                        (double)total.latency_sum_us[r] / 1e6);
-        metrics_printf(&b, "verona_request_duration_seconds_count{route=\"%s\"} %llu\n", control_route_names[r],
+        textbuf_printf(&b, "verona_request_duration_seconds_count{route=\"%s\"} %llu\n", control_route_names[r],
                        (unsigned long long)cumulative);
     }
 
     metrics_header(&b, "verona_db_up", "gauge", "1 when a serving worker reaches PostgreSQL.");
-    metrics_printf(&b, "verona_db_up %d\n", db_up);
+    textbuf_printf(&b, "verona_db_up %d\n", db_up);
     metrics_header(&b, "verona_db_primary_changes_total", "counter",
                    "Times a worker found the primary on another node (failover or switchover).");
-    metrics_printf(&b, "verona_db_primary_changes_total %llu\n", (unsigned long long)total.db_primary_changes);
+    textbuf_printf(&b, "verona_db_primary_changes_total %llu\n", (unsigned long long)total.db_primary_changes);
     metrics_header(&b, "verona_worker_db_host", "gauge", "The PostgreSQL primary each worker uses (value 1).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state != WORKER_EXITED && w->db_host[0] != '\0')
-            metrics_printf(&b, "verona_worker_db_host{slot=\"%d\",host=\"%s\"} 1\n", w->slot, w->db_host);
+            textbuf_printf(&b, "verona_worker_db_host{slot=\"%d\",host=\"%s\"} 1\n", w->slot, w->db_host);
     metrics_header(&b, "verona_hash_queue_depth", "gauge", "Password hashes queued or running, all workers.");
-    metrics_printf(&b, "verona_hash_queue_depth %d\n", hash_queue);
+    textbuf_printf(&b, "verona_hash_queue_depth %d\n", hash_queue);
     metrics_header(&b, "verona_connections_open", "gauge", "Client connections open, all workers.");
-    metrics_printf(&b, "verona_connections_open %d\n", connections);
+    textbuf_printf(&b, "verona_connections_open %d\n", connections);
     metrics_header(&b, "verona_requests_in_flight", "gauge", "Requests being handled, all workers.");
-    metrics_printf(&b, "verona_requests_in_flight %d\n", in_flight);
+    textbuf_printf(&b, "verona_requests_in_flight %d\n", in_flight);
     metrics_header(&b, "verona_connections_accepted_total", "counter", "Client connections accepted.");
-    metrics_printf(&b, "verona_connections_accepted_total %llu\n", (unsigned long long)total.connections_accepted);
+    textbuf_printf(&b, "verona_connections_accepted_total %llu\n", (unsigned long long)total.connections_accepted);
     metrics_header(&b, "verona_session_cache_lookups_total", "counter",
                    "Session checks by whether the worker's cache answered (hit) or PostgreSQL did (miss).");
-    metrics_printf(&b, "verona_session_cache_lookups_total{result=\"hit\"} %llu\n",
+    textbuf_printf(&b, "verona_session_cache_lookups_total{result=\"hit\"} %llu\n",
                    (unsigned long long)total.session_cache_hits);
-    metrics_printf(&b, "verona_session_cache_lookups_total{result=\"miss\"} %llu\n",
+    textbuf_printf(&b, "verona_session_cache_lookups_total{result=\"miss\"} %llu\n",
                    (unsigned long long)total.session_cache_misses);
 
     metrics_header(&b, "verona_rollouts_total", "counter", "Rollouts that ended, by result.");
-    metrics_printf(&b, "verona_rollouts_total{result=\"done\"} %llu\n", (unsigned long long)pool->rollout.count_done);
-    metrics_printf(&b, "verona_rollouts_total{result=\"rolled_back\"} %llu\n",
+    textbuf_printf(&b, "verona_rollouts_total{result=\"done\"} %llu\n", (unsigned long long)pool->rollout.count_done);
+    textbuf_printf(&b, "verona_rollouts_total{result=\"rolled_back\"} %llu\n",
                    (unsigned long long)pool->rollout.count_rolled_back);
     metrics_header(&b, "verona_rollout_in_progress", "gauge", "1 while a rollout or rollback runs.");
-    metrics_printf(&b, "verona_rollout_in_progress %d\n", rollout_active(pool));
+    textbuf_printf(&b, "verona_rollout_in_progress %d\n", rollout_active(pool));
 
     metrics_header(&b, "verona_build_info", "gauge", "The build the pool runs (last good).");
     {
@@ -202,13 +165,9 @@ char *metrics_render(struct supervisor *sup)
         for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
             if (w->build == pool->good && w->build_id[0] != '\0')
                 build_id = w->build_id;
-        metrics_printf(&b, "verona_build_info{build_id=\"%s\",binary_sha256=\"%s\"} 1\n", build_id, pool->good->sha256);
+        textbuf_printf(&b, "verona_build_info{build_id=\"%s\",binary_sha256=\"%s\"} 1\n", build_id, pool->good->sha256);
     }
-    if (b.failed) {
-        free(b.data);
-        return NULL;
-    }
-    return b.data;
+    return textbuf_take(&b);
 }
 
 /* ---- the HTTP side ---- */
@@ -248,6 +207,11 @@ static void metrics_on_write(uv_write_t *req, int status)
     metrics_client_close(c);
 }
 
+/* The status page may run nothing and load nothing from elsewhere. */
+#define METRICS_PAGE_HEADERS                                                                                        \
+    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"                                             \
+    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; img-src data:\r\n"
+
 static void metrics_answer(struct metrics_client *c, int status, const char *reason, const char *type,
                            const char *body, int head)
 {
@@ -259,14 +223,14 @@ static void metrics_answer(struct metrics_client *c, int status, const char *rea
 
     c->answered = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    req = malloc(sizeof(*req) + 256 + blen);
+    req = malloc(sizeof(*req) + 512 + blen);
     if (req == NULL) {
         metrics_client_close(c);
         return;
     }
     out = (char *)(req + 1);
-    hlen = snprintf(out, 256, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                    status, reason, type, blen);
+    hlen = snprintf(out, 512, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                    status, reason, type, blen, strncmp(type, "text/html", 9) == 0 ? METRICS_PAGE_HEADERS : "");
     if (!head)
         memcpy(out + hlen, body, blen);
     req->data = c;
@@ -289,12 +253,14 @@ static void metrics_handle(struct metrics_client *c)
         metrics_answer(c, mr.status, mr.reason, "text/plain", mr.message, 0);
         return;
     }
-    text = metrics_render(c->m->sup);
+    text = mr.page == METRICS_PAGE_STATUS ? status_page_render(c->m->sup) : metrics_render(c->m->sup);
     if (text == NULL) {
         metrics_answer(c, 503, "Service Unavailable", "text/plain", "out of memory\n", 0);
         return;
     }
-    metrics_answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, mr.head);
+    metrics_answer(c, 200, "OK",
+                   mr.page == METRICS_PAGE_STATUS ? "text/html; charset=utf-8" : "text/plain; version=0.0.4; charset=utf-8",
+                   text, mr.head);
     free(text);
 }
 

@@ -32,6 +32,14 @@ static size_t metrics_request_token(const char *at, const char *end)
     return n;
 }
 
+/* The path is `name`, or `name` and a query string. */
+static int metrics_request_is(const char *path, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+
+    return len >= n && memcmp(path, name, n) == 0 && (len == n || path[n] == '?');
+}
+
 int metrics_request_parse(const char *in, size_t len, struct metrics_request *req)
 {
     const char *line_end, *at, *method, *path;
@@ -63,8 +71,12 @@ int metrics_request_parse(const char *in, size_t len, struct metrics_request *re
         metrics_request_set(req, 400, "Bad Request", "malformed request\n");
         return 1;
     }
-    if (!((path_len == 8 && memcmp(path, "/metrics", 8) == 0) || (path_len > 8 && memcmp(path, "/metrics?", 9) == 0))) {
-        metrics_request_set(req, 404, "Not Found", "only /metrics here\n");
+    if (metrics_request_is(path, path_len, "/metrics")) {
+        req->page = METRICS_PAGE_METRICS;
+    } else if (metrics_request_is(path, path_len, "/")) {
+        req->page = METRICS_PAGE_STATUS;
+    } else {
+        metrics_request_set(req, 404, "Not Found", "only / and /metrics here\n");
         return 1;
     }
     if (method_len == 3 && memcmp(method, "GET", 3) == 0) {

@@ -306,6 +306,7 @@ int serve_main(int argc, char **argv)
         admin_stop(&sup->admin);
         return CLI_USAGE;
     }
+    history_start(&sup->history, sup);
     for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++) {
         uv_signal_init(sup->loop, &sup->signals[i]);
         sup->signals[i].data = sup;
@@ -330,6 +331,7 @@ int serve_main(int argc, char **argv)
         uv_close((uv_handle_t *)&sup->signals[i], serve_on_close);
     uv_close((uv_handle_t *)&sup->tick, serve_on_close);
     metrics_stop(&sup->metrics);
+    history_stop(&sup->history);
     notify_stop(&sup->notify);
     uv_close((uv_handle_t *)&sup->stop_timer, serve_on_close);
     pool_fini(&sup->pool);

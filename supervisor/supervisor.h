@@ -9,6 +9,7 @@
 
 #include "../proto/config.h"
 #include "admin.h"
+#include "history.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pool.h"
@@ -27,6 +28,7 @@ struct supervisor {
     struct pool pool;
     struct admin admin;
     struct metrics metrics;
+    struct history history;     /* the status page's charts */
     struct notify notify;
     uv_signal_t signals[7];
     uv_timer_t tick;            /* health_interval_ms: pings, timeouts, memory */

@@ -100,7 +100,10 @@ if [ -n "$bad" ]; then
 fi
 
 echo "== the shop's outage replayed, short (tests/replay/replay.py): a leaking deploy against Verona and a real Prometheus"
-python3 tests/replay/replay.py --short
+/usr/bin/python3 tests/replay/replay.py --short
+
+echo "== the status page in a real headless browser (chromium, selenium): the workers, a killed one replaced, a rollout"
+/usr/bin/python3 tests/browser/status_page.py build/ubsan/bin
 
 echo "== more than one host: three Patroni nodes, two Verona hosts and HAProxy in network namespaces, under faults (about 3 minutes)"
 if [ "$(id -u)" -eq 0 ]; then

@@ -23,6 +23,8 @@ static void check(const struct metrics_request *req, int rc, size_t size)
         abort();
     switch (req->status) {
     case 200:
+        if (req->page != METRICS_PAGE_METRICS && req->page != METRICS_PAGE_STATUS)
+            abort();
         break;
     case 400:
     case 404:
@@ -56,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cut = size / 2;
     rc_part = metrics_request_parse(copy, cut, &part);
     check(&part, rc_part, cut);
-    if (rc_part == 1 && (rc != 1 || part.status != whole.status || part.head != whole.head))
+    if (rc_part == 1 && (rc != 1 || part.status != whole.status || part.head != whole.head || part.page != whole.page))
         abort();
     free(copy);
     return 0;

@@ -110,6 +110,15 @@ START_TEST(metrics_are_valid_and_move)
     ck_assert(sample(after, "verona_requests_total{route=\"healthz\",status=\"200\"} ") > 100);
     ck_assert_int_eq(harness_request(metrics_port(&c), "GET", "/other", NULL, NULL, r), 404);
     ck_assert_int_eq(harness_request(metrics_port(&c), "POST", "/metrics", NULL, NULL, r), 405);
+    /* The status page beside it: HTML that may run and load nothing
+     * (tests/browser/status_page.py looks at it in a real browser). */
+    ck_assert_int_eq(harness_request(metrics_port(&c), "GET", "/", NULL, NULL, r), 200);
+    ck_assert_int_eq(harness_header(r, "Content-Type", cmd, sizeof(cmd)), 0);
+    ck_assert_str_eq(cmd, "text/html; charset=utf-8");
+    ck_assert_int_eq(harness_header(r, "Content-Security-Policy", cmd, sizeof(cmd)), 0);
+    ck_assert_ptr_nonnull(strstr(cmd, "default-src 'none'"));
+    ck_assert_ptr_nonnull(strstr(r->body, "<table id=\"workers\">"));
+    ck_assert_ptr_null(strstr(r->body, "<script"));
     free(before);
     free(after);
     free(r);

@@ -11,6 +11,7 @@ Suite *control_suite(void);
 Suite *session_cache_suite(void);
 Suite *hash_gate_suite(void);
 Suite *hash_memory_suite(void);
+Suite *textbuf_suite(void);
 
 int main(void)
 {
@@ -22,6 +23,7 @@ int main(void)
     sr = srunner_create(config_suite());
     srunner_add_suite(sr, password_suite());
     srunner_add_suite(sr, address_suite());
+    srunner_add_suite(sr, textbuf_suite());
     srunner_add_suite(sr, auth_suite());
     srunner_add_suite(sr, control_suite());
     srunner_add_suite(sr, session_cache_suite());
