@@ -42,7 +42,7 @@ PORT, METRICS, PROM, PGPORT = BASE, BASE + 1, BASE + 2, BASE + 3
 # 60% of the soft limit to the limit takes long enough (about 10 s) for
 # the memory alert (5 s pending, 1 s scrapes) to fire before Verona acts.
 SOFT_MB = 96 if SHORT else 128
-PROBATION_MS = 30000 if SHORT else 45000
+PROBATION_MS = 40000 if SHORT else 45000
 LEAK_KB = 24
 PACE_MS = 10
 USERS = 40
