@@ -42,7 +42,7 @@ PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/
 WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
               worker/hash_memory.c worker/http.c worker/login.c worker/routes.c worker/sandbox.c \
               worker/session_cache.c worker/session_touch.c
-SUPERVISOR_SRC := supervisor/admin.c supervisor/admin_request.c supervisor/build.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/metrics_request.c supervisor/migrate.c supervisor/notify.c supervisor/privilege.c \
+SUPERVISOR_SRC := supervisor/admin.c supervisor/admin_request.c supervisor/build.c supervisor/cli.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/metrics_request.c supervisor/migrate.c supervisor/notify.c supervisor/privilege.c \
                   supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/status_page.c supervisor/history.c supervisor/textbuf.c supervisor/users.c
 GEN_MIGRATIONS := $(OUT)/gen/migrations.c
 

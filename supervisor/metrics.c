@@ -36,7 +36,6 @@ char *metrics_render(struct supervisor *sup)
     struct textbuf b;
     struct control_counters total = pool->gone;
     int states[4] = { 0, 0, 0, 0 }, backoff = 0, db_up = 0, hash_queue = 0, connections = 0, in_flight = 0;
-    static const char *const state_names[] = { "starting", "ready", "draining" };
 
     textbuf_init(&b, 16384);
     if (b.failed)
@@ -56,7 +55,7 @@ char *metrics_render(struct supervisor *sup)
 
     metrics_header(&b, "verona_workers", "gauge", "Worker processes by state.");
     for (int s = 0; s < 3; s++)
-        textbuf_printf(&b, "verona_workers{state=\"%s\"} %d\n", state_names[s], states[s]);
+        textbuf_printf(&b, "verona_workers{state=\"%s\"} %d\n", pool_worker_state_name((enum pool_worker_state)s), states[s]);
     textbuf_printf(&b, "verona_workers{state=\"backoff\"} %d\n", backoff);
     metrics_header(&b, "verona_workers_target", "gauge", "The pool size the supervisor keeps.");
     textbuf_printf(&b, "verona_workers_target %d\n", pool->target);

@@ -32,6 +32,11 @@ const char *const pool_reason_names[REASON_COUNT] = {
 
 static const char *const pool_state_names[] = { "starting", "ready", "draining", "exited" };
 
+const char *pool_worker_state_name(enum pool_worker_state state)
+{
+    return (unsigned)state < sizeof(pool_state_names) / sizeof(pool_state_names[0]) ? pool_state_names[state] : "?";
+}
+
 uint64_t pool_now_ms(const struct pool *pool)
 {
     return uv_now(pool->sup->loop);

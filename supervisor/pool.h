@@ -25,6 +25,9 @@ enum pool_worker_state {
     WORKER_EXITED,       /* reaped; handles closing */
 };
 
+/* The state's name in logs, status, metrics and the status page. */
+const char *pool_worker_state_name(enum pool_worker_state state);
+
 /* Why a worker was replaced (the restarts_by_reason index). */
 enum pool_reason {
     REASON_CRASH = 0,

@@ -29,7 +29,6 @@ json_t *status_json(struct supervisor *sup)
         int shown = 0;
 
         for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-            static const char *const names[] = { "starting", "ready", "draining", "exited" };
             uint64_t n;
 
             if (w->slot != slot || w->state == WORKER_EXITED)
@@ -42,7 +41,7 @@ json_t *status_json(struct supervisor *sup)
             shown = 1;
             json_array_append_new(
                 workers, json_pack("{s:i, s:i, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
-                                   "state", names[w->state], "db_up", w->db_up, "db_host",
+                                   "state", pool_worker_state_name(w->state), "db_up", w->db_up, "db_host",
                                    w->db_host[0] != '\0' ? json_string(w->db_host) : json_null(),
                                    "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
                                    (json_int_t)((now - w->started_ms) / 1000), "requests", (json_int_t)n,

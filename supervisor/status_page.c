@@ -18,8 +18,6 @@
 #define CHART_W 300
 #define CHART_H 60
 
-static const char *const page_state_names[] = { "starting", "ready", "draining", "exited" };
-
 static const struct config *page_worker_cfg(const struct supervisor *sup, const struct pool_worker *w)
 {
     return w->build != NULL ? &w->build->cfg : &sup->cfg;
@@ -130,7 +128,7 @@ static void page_workers(struct textbuf *b, struct supervisor *sup)
             cfg = page_worker_cfg(sup, w);
             shown = 1;
             textbuf_printf(b, "<tr class=\"worker\" data-pid=\"%d\" data-state=\"%s\"><td>%d</td><td>%d</td><td>%s</td>",
-                           w->pid, page_state_names[w->state], slot, w->pid, page_state_names[w->state]);
+                           w->pid, pool_worker_state_name(w->state), slot, w->pid, pool_worker_state_name(w->state));
             textbuf_printf(b, "<td><span class=\"%s\">%.1f</span> / %d / %d</td><td>%llu</td><td><code>",
                            w->rss_bytes > ((uint64_t)cfg->memory_soft_limit_mb << 20) * 6 / 10 ? "bad" : "",
                            (double)w->rss_bytes / 1048576.0, cfg->memory_soft_limit_mb, cfg->memory_hard_limit_mb,
