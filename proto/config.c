@@ -7,10 +7,12 @@
 #include <libpq-fe.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -602,6 +604,30 @@ int config_cpus(void)
 static void config_render_value(const struct config *cfg, const struct config_key *key, char *buf,
                                 size_t size);
 
+/*
+ * Whether "name = value" reads back as the same value: inih strips the
+ * spaces around a value, cuts it at ';' after a space (an inline comment:
+ * the " = " before the value counts) and reads a line at a time. A file
+ * cannot produce such a value, but the environment's URL and config_set()
+ * can, and the workers get their settings rendered.
+ */
+static bool config_value_renders(const char *value)
+{
+    size_t len = strlen(value);
+
+    if (len == 0)
+        return true;
+    if (isspace((unsigned char)value[0]) || isspace((unsigned char)value[len - 1]) || value[0] == ';')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] == '\n' || value[i] == '\r')
+            return false;
+        if (value[i] == ';' && i > 0 && isspace((unsigned char)value[i - 1]))
+            return false;
+    }
+    return true;
+}
+
 int config_finish(struct config *cfg, char *err, size_t errsize)
 {
     const char *url = getenv("VERONA_DATABASE_URL");
@@ -683,6 +709,13 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
         if (config_keys[i].type == CONFIG_CIDRS)
             continue; /* rendered over as many lines as it takes */
         config_render_value(cfg, &config_keys[i], value, sizeof(value));
+        if (!config_value_renders(value)) {
+            config_error(err, errsize,
+                         "%s: a value cannot begin or end with a space, begin with ';', hold ';' after a "
+                         "space or tab, or hold a line break: the config syntax would cut it there",
+                         config_keys[i].name);
+            return -1;
+        }
         len = strlen(config_keys[i].name) + strlen(" = ") + strlen(value);
         if (len > CONFIG_LINE_MAX) {
             config_error(err, errsize,
