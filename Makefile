@@ -39,11 +39,11 @@ SYSTEMD_LIBS = $(shell pkg-config --libs libsystemd)
 SUBMAKE = $(MAKE) --no-print-directory
 
 PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/nofile.c proto/password.c
-WORKER_SRC := worker/account.c worker/address.c worker/auth.c worker/control.c worker/db.c \
-              worker/hash_memory.c worker/http.c worker/login.c worker/routes.c worker/sandbox.c \
-              worker/session_cache.c worker/session_touch.c
-SUPERVISOR_SRC := supervisor/admin.c supervisor/admin_request.c supervisor/build.c supervisor/cli.c supervisor/ctl.c supervisor/memwatch.c supervisor/metrics.c supervisor/metrics_request.c supervisor/migrate.c supervisor/notify.c supervisor/privilege.c \
-                  supervisor/pool.c supervisor/rollout.c supervisor/serve.c supervisor/status.c supervisor/status_page.c supervisor/history.c supervisor/textbuf.c supervisor/users.c
+# Every worker/*.c but main.c (the fuzz harness has its own main).
+WORKER_SRC := $(filter-out worker/main.c,$(sort $(wildcard worker/*.c)))
+# Every supervisor/*.c but main.c: the daemon (serve.c and what it runs)
+# and the one-shot commands (cmd_*.c), linked into the tests as well.
+SUPERVISOR_SRC := $(filter-out supervisor/main.c,$(sort $(wildcard supervisor/*.c)))
 GEN_MIGRATIONS := $(OUT)/gen/migrations.c
 
 obj = $(patsubst %.c,$(OUT)/obj/%.o,$(1))
@@ -117,7 +117,7 @@ $(BIN)/verona: $(OUT)/obj/supervisor/main.o $(SUPERVISOR_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(SYSTEMD_LIBS)
 
-$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/hash_memory.c worker/session_cache.c supervisor/textbuf.c) $(PROTO_OBJ)
+$(OUT)/tests/unit: $(call obj,$(UNIT_SRC) worker/address.c worker/auth.c worker/hash_memory.c worker/session_cache.c supervisor/textbuf.c supervisor/rollout.c supervisor/health.c supervisor/build.c) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_BUILD) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 

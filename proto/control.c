@@ -392,3 +392,12 @@ void control_msg_fini(struct control_msg *msg)
     free(msg->settings);
     msg->settings = NULL;
 }
+
+void control_counters_add(struct control_counters *sum, const struct control_counters *c)
+{
+    const uint64_t *from = (const uint64_t *)c;
+    uint64_t *to = (uint64_t *)sum;
+
+    for (size_t i = 0; i < sizeof(*c) / sizeof(uint64_t); i++)
+        to[i] += from[i];
+}

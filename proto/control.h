@@ -93,6 +93,9 @@ struct control_counters {
     uint64_t db_primary_changes;   /* the primary the worker reaches changed (SPEC 9) */
 };
 
+/* Adds every counter of `c` into `sum` (the struct is all uint64_t). */
+void control_counters_add(struct control_counters *sum, const struct control_counters *c);
+
 #define CONTROL_DB_HOST_MAX 280
 
 /* One decoded or to-be-encoded message. Only the members of its type

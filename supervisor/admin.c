@@ -94,7 +94,7 @@ char *admin_execute(struct supervisor *sup, const char *line)
             return admin_answer(code, "%s\n", err);
         return admin_answer(0, "rollout started\n");
     case ADMIN_SCALE:
-        if (rollout_active(&sup->pool))
+        if (rollout_active(&sup->pool.rollout))
             return admin_answer(1, "rollout in progress\n");
         pool_scale(&sup->pool, (int)req.number);
         return admin_answer(0, "scaling to %ld workers\n", req.number);
@@ -104,6 +104,7 @@ char *admin_execute(struct supervisor *sup, const char *line)
         return admin_answer(0, "recycling worker %ld\n", req.number);
     case ADMIN_STOP:
         supervisor_stop(sup, 0, "ctl stop");
+        admin_stop(&sup->admin); /* this answer still goes out: only the listener closes */
         return admin_answer(0, "stopping\n");
     case ADMIN_STATUS:
         break;
@@ -186,7 +187,7 @@ static void admin_dispatch(struct admin_client *client)
         uv_read_stop((uv_stream_t *)&client->pipe);
         client->waiter.cb = admin_on_rollout_end;
         client->waiter.arg = client;
-        rollout_wait(&sup->pool, &client->waiter);
+        rollout_wait(&sup->pool.rollout, &client->waiter);
         return;
     }
     admin_reply(client, answer);

@@ -39,5 +39,6 @@ int migrate_main(int argc, char **argv);
 int users_main(int argc, char **argv);
 int serve_main(int argc, char **argv);
 int ctl_main(int argc, char **argv);
+int config_example_main(int argc, char **argv);
 
 #endif

@@ -14,7 +14,7 @@ static void history_totals(const struct pool *pool, uint64_t *requests, uint64_t
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state != WORKER_EXITED)
-            pool_counters_add(&total, &w->counters);
+            control_counters_add(&total, &w->counters);
     *requests = *errors = 0;
     for (int r = 0; r < ROUTE_COUNT; r++)
         for (int s = 0; s < CONTROL_STATUS_COUNT; s++) {

@@ -36,14 +36,8 @@ int main(int argc, char **argv)
         return migrate_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "user") == 0)
         return users_main(argc - 1, argv + 1);
-    if (strcmp(argv[1], "config-example") == 0) {
-        if (argc > 2) {
-            fprintf(stderr, "verona: config-example takes no arguments (got '%s')\n", argv[2]);
-            return CLI_USAGE;
-        }
-        config_write_example(stdout);
-        return CLI_OK;
-    }
+    if (strcmp(argv[1], "config-example") == 0)
+        return config_example_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         cli_usage(stdout);
         return CLI_OK;

@@ -43,7 +43,7 @@ char *metrics_render(struct supervisor *sup)
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
         if (w->state == WORKER_EXITED)
             continue;
-        pool_counters_add(&total, &w->counters);
+        control_counters_add(&total, &w->counters);
         states[w->state]++;
         db_up |= w->state == WORKER_READY && w->db_up;
         hash_queue += w->hash_queue;
@@ -156,7 +156,7 @@ char *metrics_render(struct supervisor *sup)
     textbuf_printf(&b, "verona_rollouts_total{result=\"rolled_back\"} %llu\n",
                    (unsigned long long)pool->rollout.count_rolled_back);
     metrics_header(&b, "verona_rollout_in_progress", "gauge", "1 while a rollout or rollback runs.");
-    textbuf_printf(&b, "verona_rollout_in_progress %d\n", rollout_active(pool));
+    textbuf_printf(&b, "verona_rollout_in_progress %d\n", rollout_active(&pool->rollout));
 
     metrics_header(&b, "verona_build_info", "gauge", "The build the pool runs (last good).");
     {

@@ -38,9 +38,9 @@ void notify_tick(struct notify *n, struct supervisor *sup)
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         ready += w->state == WORKER_READY;
-    if (rollout_active(pool))
+    if (rollout_active(&pool->rollout))
         snprintf(status, sizeof(status), "%d/%d workers ready; rollout %s %d/%d slots", ready, pool->target,
-                 rollout_state_names[r->state], r->slots_done, r->slots_total);
+                 rollout_state_name(r->state), r->slots_done, r->slots_total);
     else
         snprintf(status, sizeof(status), "%d/%d workers ready", ready, pool->target);
     if (strcmp(status, n->status) != 0) {
@@ -50,7 +50,7 @@ void notify_tick(struct notify *n, struct supervisor *sup)
     /* Serving: every worker ready, or some ready and the rest overdue. */
     if ((!n->ready_sent && ready > 0 &&
          (ready >= pool->target || uv_now(sup->loop) - sup->started_ms > (uint64_t)sup->cfg.ready_timeout_ms)) ||
-        (n->reloading && !rollout_active(pool))) {
+        (n->reloading && !rollout_active(&pool->rollout))) {
         n->ready_sent = 1;
         n->reloading = 0;
         sd_notify(0, "READY=1");

@@ -1,8 +1,8 @@
-/* supervisor/pool.c - slots, worker processes and their state machine
- * (supervisor/pool.h): spawning with the shared socket on fd 3 and a
- * control socketpair on fd 4, the control conversation, replacement
- * (the new worker ready before the old one drains), crash backoff.
- * Health and memory checks run from pool_tick().
+/* supervisor/pool.c - the pool's slots (supervisor/pool.h): keeping
+ * them at the target (reconcile), replacement (the new worker ready
+ * before the old one drains), crash backoff, scaling, the health tick
+ * (health.c judges, the pool acts) and the rollout's plans (rollout.c
+ * decides, the pool acts). One worker process is pool_worker.c's.
  */
 #include "pool.h"
 
@@ -16,6 +16,7 @@
 
 #include "../proto/hash_gate.h"
 #include "../proto/log.h"
+#include "health.h"
 #include "memwatch.h"
 #include "supervisor.h"
 
@@ -25,32 +26,6 @@
 #define POOL_EXIT_BAD_SETTINGS 2
 
 extern char **environ;
-
-const char *const pool_reason_names[REASON_COUNT] = {
-    "crash", "hang", "memory", "reload", "scale", "recycle",
-};
-
-static const char *const pool_state_names[] = { "starting", "ready", "draining", "exited" };
-
-const char *pool_worker_state_name(enum pool_worker_state state)
-{
-    return (unsigned)state < sizeof(pool_state_names) / sizeof(pool_state_names[0]) ? pool_state_names[state] : "?";
-}
-
-uint64_t pool_now_ms(const struct pool *pool)
-{
-    return uv_now(pool->sup->loop);
-}
-
-static void pool_worker_set_state(struct pool_worker *w, enum pool_worker_state next)
-{
-    if (w->state == next)
-        return;
-    log_emit(LOG_INFO, "worker_state",
-             json_pack("{s:i, s:i, s:s, s:s}", "slot", w->slot, "worker_pid", w->pid, "from",
-                       pool_state_names[w->state], "to", pool_state_names[next]));
-    w->state = next;
-}
 
 int pool_live_count(const struct pool *pool)
 {
@@ -62,287 +37,105 @@ int pool_live_count(const struct pool *pool)
     return n;
 }
 
-/* ---- sending ---- */
+/* ---- the rollout: it decides from a view of the slots, the pool acts ---- */
 
-static void pool_on_write(uv_write_t *req, int status)
+static void pool_rollout_view(struct pool *pool, struct rollout_view *view)
 {
-    (void)status; /* a dead worker shows up as its exit */
-    free(req->data);
-    free(req);
-}
-
-static int pool_send(struct pool_worker *w, const struct control_msg *msg)
-{
-    uv_write_t *req;
-    uv_buf_t buf;
-    char *frame;
-    size_t len;
-
-    if (w->state == WORKER_EXITED || uv_is_closing((uv_handle_t *)&w->control))
-        return -1;
-    if (control_msg_encode(msg, &frame, &len) != 0)
-        return -1;
-    req = malloc(sizeof(*req));
-    if (req == NULL) {
-        free(frame);
-        return -1;
+    memset(view, 0, sizeof(*view));
+    view->now_ms = pool_now_ms(pool);
+    view->running = pool->sup->state == SUPERVISOR_RUNNING;
+    view->target = pool->target;
+    view->good = pool->good;
+    for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
+        if (w->state == WORKER_STARTING && w->replaces != NULL)
+            view->surge_pending = 1;
+        if (w->build == pool->rollout.to && w->state != WORKER_EXITED)
+            view->to_alive = 1;
     }
-    req->data = frame;
-    buf = uv_buf_init(frame, (unsigned)len);
-    if (uv_write(req, (uv_stream_t *)&w->control, &buf, 1, pool_on_write) != 0) {
-        free(frame);
-        free(req);
-        return -1;
-    }
-    return 0;
-}
+    for (int slot = 0; slot < pool->target && slot < POOL_SLOTS_MAX; slot++) {
+        struct rollout_slot *s = &view->slots[slot];
+        struct pool_worker *w = pool_slot_worker(pool, slot);
 
-static void pool_send_simple(struct pool_worker *w, enum control_type type)
-{
-    struct control_msg msg;
-
-    memset(&msg, 0, sizeof(msg));
-    msg.type = type;
-    pool_send(w, &msg);
-}
-
-/* ---- killing and draining ---- */
-
-void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char *detail)
-{
-    if (w->killed || w->state == WORKER_EXITED)
-        return;
-    w->killed = 1;
-    if (w->kill_reason < 0)
-        w->kill_reason = (int)reason;
-    snprintf(w->kill_detail, sizeof(w->kill_detail), "%s: %s", pool_reason_names[reason], detail);
-    log_emit(LOG_WARN, "worker_kill",
-             json_pack("{s:i, s:i, s:s, s:s}", "slot", w->slot, "worker_pid", w->pid, "reason",
-                       w->pool->sup->state != SUPERVISOR_RUNNING ? "stop" : pool_reason_names[reason], "detail",
-                       detail));
-    uv_process_kill(&w->process, SIGKILL);
-}
-
-static void pool_worker_drain(struct pool_worker *w, enum pool_reason reason)
-{
-    if (w->state == WORKER_DRAINING || w->state == WORKER_EXITED)
-        return;
-    if (w->kill_reason < 0)
-        w->kill_reason = (int)reason;
-    w->drain_ms = pool_now_ms(w->pool);
-    pool_worker_set_state(w, WORKER_DRAINING);
-    log_emit(LOG_INFO, "worker_drain",
-             json_pack("{s:i, s:i, s:s}", "slot", w->slot, "worker_pid", w->pid, "reason",
-                       w->pool->sup->state != SUPERVISOR_RUNNING ? "stop" : pool_reason_names[reason]));
-    pool_send_simple(w, CONTROL_DRAIN);
-}
-
-/* ---- the control conversation ---- */
-
-static int pool_any_accepting(const struct pool *pool)
-{
-    for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state == WORKER_READY && w->accepting)
-            return 1;
-    return 0;
-}
-
-/* Lets `w` take traffic, and drains the worker it replaces. */
-static void pool_worker_accept(struct pool_worker *w)
-{
-    if (w->accepting || w->state != WORKER_STARTING)
-        return;
-    w->accepting = 1;
-    w->ready_ms = pool_now_ms(w->pool);
-    pool_send_simple(w, CONTROL_ACCEPT);
-    pool_worker_set_state(w, WORKER_READY);
-    if (w->replaces != NULL) {
-        struct pool_worker *old = w->replaces;
-        w->replaces = NULL;
-        old->being_replaced = 0;
-        pool_worker_drain(old, old->kill_reason >= 0 ? (enum pool_reason)old->kill_reason
-                                                     : REASON_RECYCLE);
-    }
-}
-
-static void pool_worker_on_message(struct pool_worker *w, struct control_msg *msg)
-{
-    struct pool *pool = w->pool;
-
-    switch (msg->type) {
-    case CONTROL_HELLO: {
-        struct control_msg settings;
-        char *text;
-
-        if (w->hello) {
-            pool_worker_kill(w, REASON_CRASH, "second hello");
-            return;
-        }
-        w->hello = 1;
-        snprintf(w->build_id, sizeof(w->build_id), "%s", msg->build_id);
-        text = config_render(&w->build->cfg);
-        if (text == NULL) {
-            pool_worker_kill(w, REASON_CRASH, "out of memory");
-            return;
-        }
-        memset(&settings, 0, sizeof(settings));
-        settings.type = CONTROL_SETTINGS;
-        settings.settings = text;
-        pool_send(w, &settings);
-        free(text);
-        /* Cold start, or every worker gone: serve at once (503s while the
-         * database is down beat a refused connection). */
-        if (!pool_any_accepting(pool) && w->state == WORKER_STARTING && w->replaces == NULL)
-            pool_worker_accept(w);
-        return;
-    }
-    case CONTROL_READY:
-        w->reported_ready = 1;
-        w->db_up = 1;
-        log_emit(LOG_INFO, "worker_ready",
-                 json_pack("{s:i, s:i, s:s, s:I}", "slot", w->slot, "worker_pid", w->pid, "build_id",
-                           w->build_id, "startup_ms", (json_int_t)(pool_now_ms(pool) - w->started_ms)));
-        if (w->state == WORKER_STARTING)
-            pool_worker_accept(w);
-        rollout_on_ready(pool, w);
-        return;
-    case CONTROL_PONG:
-        w->last_pong_ms = pool_now_ms(pool);
-        w->db_up = msg->db_up;
-        /* It becomes a metrics label: keep to the characters of host:port. */
-        for (size_t i = 0; i < sizeof(w->db_host); i++) {
-            char ch = msg->db_host[i];
-            w->db_host[i] = ch == '\0' || isalnum((unsigned char)ch) || strchr(".:-_[]/%", ch) != NULL ? ch : '_';
-            if (ch == '\0')
-                break;
-        }
-        w->connections = msg->connections;
-        w->in_flight = msg->in_flight;
-        w->hash_queue = msg->hash_queue;
-        w->counters = msg->counters;
-        return;
-    case CONTROL_GOODBYE:
-        log_emit(LOG_INFO, "worker_goodbye",
-                 json_pack("{s:i, s:i, s:s}", "slot", w->slot, "worker_pid", w->pid, "reason", msg->reason));
-        return;
-    default:
-        pool_worker_kill(w, REASON_CRASH, "protocol error: unexpected message");
-        return;
-    }
-}
-
-static void pool_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct pool_worker *w = h->data;
-
-    (void)suggested;
-    *buf = uv_buf_init(w->in + w->in_len, (unsigned)(CONTROL_FRAME_MAX - w->in_len));
-}
-
-static void pool_worker_release(struct pool_worker *w);
-static void pool_worker_consume(struct pool_worker *w);
-
-static void pool_on_handle_close(uv_handle_t *h)
-{
-    struct pool_worker *w = h->data;
-
-    if (--w->handles_open == 0)
-        pool_worker_release(w);
-}
-
-static void pool_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct pool_worker *w = s->data;
-
-    (void)buf;
-    if (nread < 0) {
-        /* The worker closed its end: it is exiting; its exit is handled there. */
-        uv_read_stop(s);
-        return;
-    }
-    w->in_len += (size_t)nread;
-    pool_worker_consume(w);
-    pool_reconcile(w->pool);
-}
-
-/* Reads what a worker wrote before it exited and the loop has not yet
- * read: its final counters (a last pong before its goodbye), so the
- * requests it served since the last ping are counted. The socket holds
- * everything the dead process wrote; the read is non-blocking. */
-static void pool_worker_read_rest(struct pool_worker *w)
-{
-    uv_os_fd_t fd;
-
-    if (w->killed || uv_is_closing((uv_handle_t *)&w->control) ||
-        uv_fileno((uv_handle_t *)&w->control, &fd) != 0)
-        return;
-    w->exiting = 1;
-    while (w->in_len < CONTROL_FRAME_MAX) {
-        ssize_t n = read(fd, w->in + w->in_len, CONTROL_FRAME_MAX - w->in_len);
-
-        if (n < 0 && errno == EINTR)
+        s->in_backoff = pool->slots[slot].in_backoff;
+        if (w == NULL)
             continue;
-        if (n <= 0)
-            break;
-        w->in_len += (size_t)n;
-        pool_worker_consume(w);
+        s->worker = w;
+        s->build = w->build;
+        s->starting = w->state == WORKER_STARTING;
+        s->ready = w->state == WORKER_READY;
     }
 }
 
-/* Handles every whole frame in w->in. */
-static void pool_worker_consume(struct pool_worker *w)
+/* Carries out the rollout's plan, then ends the rollout if it said so. */
+static void pool_rollout_apply(struct pool *pool, struct rollout_plan *plan)
 {
-    size_t used = 0;
+    for (int i = 0; i < plan->count; i++) {
+        struct rollout_action *a = &plan->actions[i];
 
-    while (used < w->in_len && w->state != WORKER_EXITED && !w->killed) {
-        struct control_msg msg;
-        char err[256];
-        long n = control_msg_decode(w->in + used, w->in_len - used, &msg, err, sizeof(err));
-
-        if (n < 0 || (n == 0 && w->in_len == CONTROL_FRAME_MAX)) {
-            if (!w->exiting) /* an exited worker's pid may belong to another process */
-                pool_worker_kill(w, REASON_CRASH, n < 0 ? err : "frame over 64 KiB");
+        switch (a->act) {
+        case ROLLOUT_ACT_SPAWN:
+            pool_worker_spawn(pool, a->slot, NULL, a->build);
+            break;
+        case ROLLOUT_ACT_REPLACE:
+            pool_replace(a->worker, REASON_RELOAD, a->build);
+            break;
+        case ROLLOUT_ACT_KILL:
+            pool_worker_kill(a->worker, REASON_RELOAD, a->detail);
+            break;
+        case ROLLOUT_ACT_FILL_GOOD:
+            build_unref(pool->build);
+            pool->build = pool->good;
+            build_ref(pool->build);
+            break;
+        case ROLLOUT_ACT_ADOPT:
+            build_ref(a->build);
+            build_unref(pool->good);
+            pool->good = a->build;
+            build_ref(a->build);
+            build_unref(pool->build);
+            pool->build = a->build;
+            pool->sup->cfg = a->build->cfg;
+            /* The supervisor's own timing follows the new settings too. */
+            uv_timer_set_repeat(&pool->sup->tick, (uint64_t)pool->sup->cfg.health_interval_ms);
             break;
         }
-        if (n == 0)
-            break;
-        used += (size_t)n;
-        /* From an exited worker only its last counters and goodbye matter. */
-        if (!w->exiting || msg.type == CONTROL_PONG || msg.type == CONTROL_GOODBYE)
-            pool_worker_on_message(w, &msg);
-        control_msg_fini(&msg);
     }
-    memmove(w->in, w->in + used, w->in_len - used);
-    w->in_len -= used;
+    if (plan->finish != ROLLOUT_NONE)
+        rollout_finish(&pool->rollout, plan->finish);
 }
 
-/* ---- exits ---- */
-
-void pool_counters_add(struct control_counters *sum, const struct control_counters *c)
+static void pool_rollout_step(struct pool *pool)
 {
-    const uint64_t *from = (const uint64_t *)c;
-    uint64_t *to = (uint64_t *)sum;
+    struct rollout_plan plan = { .count = 0 };
+    struct rollout_view view;
 
-    for (size_t i = 0; i < sizeof(*c) / sizeof(uint64_t); i++)
-        to[i] += from[i];
+    if (!rollout_active(&pool->rollout))
+        return;
+    pool_rollout_view(pool, &view);
+    rollout_step(&pool->rollout, &view, &plan);
+    pool_rollout_apply(pool, &plan);
 }
 
-static void pool_worker_release(struct pool_worker *w)
+/* A worker died unplanned (or could not start): a new build's halts its rollout. */
+static void pool_rollout_on_exit(struct pool *pool, const struct pool_worker *w, const char *detail)
 {
-    struct pool *pool = w->pool;
-    struct pool_worker **p;
+    struct rollout_plan plan = { .count = 0 };
+    struct rollout_view view;
 
-    for (p = &pool->workers; *p != NULL; p = &(*p)->next)
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    for (struct pool_worker *o = pool->workers; o != NULL; o = o->next)
-        if (o->replaces == w)
-            o->replaces = NULL;
-    build_unref(w->build);
-    free(w->in);
-    free(w);
+    if (pool->rollout.state != ROLLOUT_ROLLING || w->build != pool->rollout.to)
+        return;
+    pool_rollout_view(pool, &view);
+    rollout_on_exit(&pool->rollout, &view, w->slot, w->pid, w->build, detail, &plan);
+    pool_rollout_apply(pool, &plan);
+    pool_rollout_step(pool);
+}
+
+int pool_rollout_start(struct pool *pool, struct build *to, char *err, size_t errsize)
+{
+    if (rollout_start(&pool->rollout, pool->good, to, pool->target, pool_now_ms(pool), err, errsize) != 0)
+        return -1;
+    pool_rollout_step(pool);
+    return 0;
 }
 
 static void pool_slot_on_backoff_end(uv_timer_t *t)
@@ -393,132 +186,24 @@ static void pool_slot_backoff(struct pool *pool, const struct pool_worker *w, in
     }
 }
 
-static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+/* A worker exited or could not start (pool_worker.c tells): count it,
+ * back its slot off when it died unplanned with nobody serving the slot,
+ * halt a rollout whose new worker it was, and refill the pool. */
+static void pool_on_worker_exit(struct pool *pool, struct pool_worker *w, const struct pool_worker_exit *how)
 {
-    struct pool_worker *w = proc->data;
-    struct pool *pool = w->pool;
-    enum pool_worker_state was = w->state;
-    int planned = was == WORKER_DRAINING && !w->killed;
-    int was_surge = w->replaces != NULL;
-    enum pool_reason reason = w->kill_reason >= 0 ? (enum pool_reason)w->kill_reason : REASON_CRASH;
-
-    pool_worker_read_rest(w);
-    log_emit(planned ? LOG_INFO : LOG_WARN, "worker_exit",
-             json_pack("{s:i, s:i, s:I, s:i, s:s, s:I}", "slot", w->slot, "worker_pid", w->pid, "status",
-                       (json_int_t)exit_status, "signal", term_signal, "reason",
-                       pool->sup->state != SUPERVISOR_RUNNING ? "stop"
-                       : w->kill_reason >= 0                  ? pool_reason_names[w->kill_reason]
-                                                              : "crash",
-                       "uptime_ms",
-                       (json_int_t)(pool_now_ms(pool) - w->started_ms)));
-    /* Reaped: from here on nothing may signal this pid again. */
-    w->state = WORKER_EXITED;
-    if (w->replaces != NULL) {
-        w->replaces->being_replaced = 0;
-        w->replaces = NULL;
-    }
-    pool_counters_add(&pool->gone, &w->counters);
-    pool_count_restart(pool, w, reason);
-    /* Drained on purpose, or already being replaced: its slot is served. */
-    if (pool->sup->state == SUPERVISOR_RUNNING && was != WORKER_DRAINING && !w->being_replaced && !was_surge)
-        pool_slot_backoff(pool, w, exit_status);
-    if (!planned) {
-        char detail[160];
-        if (w->killed && w->kill_detail[0] != '\0')
-            snprintf(detail, sizeof(detail), "was killed (%s)", w->kill_detail);
-        else if (term_signal != 0)
-            snprintf(detail, sizeof(detail), "killed by signal %d (%s)", term_signal, pool_reason_names[reason]);
-        else
-            snprintf(detail, sizeof(detail), "exited with status %lld", (long long)exit_status);
-        rollout_on_exit(pool, w, planned, detail);
-    }
-    uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
-    if (!uv_is_closing((uv_handle_t *)&w->control))
-        uv_close((uv_handle_t *)&w->control, pool_on_handle_close);
-    pool_reconcile(pool);
+    pool_count_restart(pool, w, how->reason);
+    if (pool->sup->state == SUPERVISOR_RUNNING && !how->slot_served)
+        pool_slot_backoff(pool, w, how->status);
+    if (how->unplanned)
+        pool_rollout_on_exit(pool, w, how->detail);
+    if (!how->spawn_failed) /* a failed spawn is answered by whoever spawned */
+        pool_reconcile(pool);
 }
 
-/* ---- spawning ---- */
-
-struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *replaces, struct build *build)
+/* A worker said something (hello, ready, pong): the pool may need more. */
+static void pool_on_worker_news(struct pool *pool)
 {
-    uv_process_options_t options;
-    uv_stdio_container_t stdio[5];
-    char *args[2];
-    struct pool_worker *w = calloc(1, sizeof(*w));
-    int rc;
-
-    if (w == NULL || (w->in = malloc(CONTROL_FRAME_MAX)) == NULL) {
-        free(w);
-        log_emit(LOG_ERROR, "spawn_failed", json_pack("{s:i, s:s}", "slot", slot, "error", "out of memory"));
-        return NULL;
-    }
-    w->pool = pool;
-    w->slot = slot;
-    w->kill_reason = -1;
-    w->started_ms = w->last_pong_ms = w->ready_clock_ms = pool_now_ms(pool);
-    w->replaces = replaces;
-    w->build = build;
-    build_ref(build);
-    uv_pipe_init(pool->sup->loop, &w->control, 0);
-    w->control.data = w;
-    w->process.data = w;
-
-    memset(&options, 0, sizeof(options));
-    /* From the descriptor the supervisor holds, not the path on disk. */
-    args[0] = build->path;
-    args[1] = NULL;
-    options.file = build->exec_path;
-    options.args = args;
-    options.env = pool->env;
-    options.exit_cb = pool_on_exit;
-    /* Its own session: a terminal's Ctrl-C reaches the supervisor, which
-     * drains the workers, instead of every process at once. */
-    options.flags = UV_PROCESS_DETACHED;
-    stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = UV_INHERIT_FD;
-    stdio[1].data.fd = STDOUT_FILENO;
-    stdio[2].flags = UV_INHERIT_FD;
-    stdio[2].data.fd = STDERR_FILENO;
-    stdio[3].flags = UV_INHERIT_FD;
-    stdio[3].data.fd = pool->sup->listen_fd;
-    stdio[4].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-    stdio[4].data.stream = (uv_stream_t *)&w->control;
-    options.stdio = stdio;
-    options.stdio_count = 5;
-
-    rc = uv_spawn(pool->sup->loop, &w->process, &options);
-    w->handles_open = 2;
-    w->next = pool->workers;
-    pool->workers = w;
-    if (rc != 0) {
-        log_emit(LOG_ERROR, "spawn_failed",
-                 json_pack("{s:i, s:s, s:s}", "slot", slot, "binary", build->path, "error", uv_strerror(rc)));
-        /* Counts as a crash of the slot, so a missing binary backs off. */
-        w->state = WORKER_EXITED;
-        pool_count_restart(pool, w, REASON_CRASH);
-        if (replaces == NULL)
-            pool_slot_backoff(pool, w, 1);
-        if (replaces != NULL)
-            replaces->being_replaced = 0;
-        w->replaces = NULL;
-        uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
-        uv_close((uv_handle_t *)&w->control, pool_on_handle_close);
-        {
-            char detail[96];
-            snprintf(detail, sizeof(detail), "could not be started: %s", uv_strerror(rc));
-            rollout_on_exit(pool, w, 0, detail); /* a build that cannot even start halts its rollout */
-        }
-        return NULL;
-    }
-    w->pid = w->process.pid;
-    if (replaces != NULL)
-        replaces->being_replaced = 1;
-    uv_read_start((uv_stream_t *)&w->control, pool_on_alloc, pool_on_read);
-    log_emit(LOG_INFO, "worker_start",
-             json_pack("{s:i, s:i, s:s, s:s, s:i}", "slot", slot, "worker_pid", w->pid, "binary", build->path,
-                       "binary_sha256", build->sha256, "replaces", replaces != NULL ? replaces->pid : 0));
-    return w;
+    pool_reconcile(pool);
 }
 
 struct pool_worker *pool_slot_worker(struct pool *pool, int slot)
@@ -548,7 +233,7 @@ struct pool_worker *pool_replace(struct pool_worker *old, enum pool_reason reaso
     log_emit(LOG_INFO, "worker_replace",
              json_pack("{s:i, s:i, s:s}", "slot", old->slot, "worker_pid", old->pid, "reason",
                        pool_reason_names[reason]));
-    return pool_spawn(old->pool, old->slot, old, build);
+    return pool_worker_spawn(old->pool, old->slot, old, build);
 }
 
 void pool_reconcile(struct pool *pool)
@@ -566,17 +251,17 @@ void pool_reconcile(struct pool *pool)
             continue;
         }
         if (w == NULL && !pool->slots[slot].in_backoff)
-            pool_spawn(pool, slot, NULL, pool->build);
+            pool_worker_spawn(pool, slot, NULL, pool->build);
     }
     /* Nobody accepting (every worker gone): the first hello'd one serves. */
-    if (!pool_any_accepting(pool)) {
+    if (!pool_worker_any_accepting(pool)) {
         for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
             if (w->state == WORKER_STARTING && w->hello) {
                 pool_worker_accept(w);
                 break;
             }
     }
-    rollout_step(pool);
+    pool_rollout_step(pool);
 }
 
 /* The slot's one worker, when it has exactly one (none being replaced). */
@@ -686,57 +371,64 @@ void pool_tick(struct pool *pool)
             others_db_up = 1;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-        /* Each worker by its own build's settings: a rollout's new workers
-         * by the new limits and timeouts, the old ones by theirs. */
-        const struct config *cfg = w->build != NULL ? &w->build->cfg : &pool->sup->cfg;
-        uint64_t soft = (uint64_t)cfg->memory_soft_limit_mb << 20, hard = (uint64_t)cfg->memory_hard_limit_mb << 20;
+        struct health_input in;
+        struct health_report report;
         struct control_msg ping;
 
         if (w->state == WORKER_EXITED || w->killed)
             continue;
         w->rss_bytes = memwatch_rss_bytes(w->pid);
-        if (w->rss_bytes > hard) {
-            char detail[64];
-            snprintf(detail, sizeof(detail), "rss %llu MiB over %d MiB", (unsigned long long)(w->rss_bytes >> 20),
-                     cfg->memory_hard_limit_mb);
-            pool_worker_kill(w, REASON_MEMORY, detail);
-            continue;
-        }
-        if (now - w->last_pong_ms > (uint64_t)cfg->health_timeout_ms) {
-            pool_worker_kill(w, REASON_HANG, "no pong within health_timeout_ms");
-            continue;
-        }
-        if (w->state == WORKER_DRAINING && now - w->drain_ms > (uint64_t)cfg->drain_timeout_ms + 1000) {
-            pool_worker_kill(w, w->kill_reason >= 0 ? (enum pool_reason)w->kill_reason : REASON_SCALE,
-                             "still draining after drain_timeout_ms");
-            continue;
-        }
-        /* A rollout's new worker cannot be expected to reach PostgreSQL while
-         * no serving worker does: its ready clock starts again when the
-         * database is back, so the rollout waits instead of rolling back. */
-        if (w->state == WORKER_STARTING && !others_db_up && w->hello && rollout_active(pool) &&
-            w->build != pool->good)
+        /* Each worker by its own build's settings: a rollout's new workers
+         * by the new limits and timeouts, the old ones by theirs. */
+        in = (struct health_input){
+            .cfg = w->build != NULL ? &w->build->cfg : &pool->sup->cfg,
+            .state = w->state,
+            .hello = w->hello,
+            .now_ms = now,
+            .rss_bytes = w->rss_bytes,
+            .last_pong_ms = w->last_pong_ms,
+            .drain_ms = w->drain_ms,
+            .ready_clock_ms = w->ready_clock_ms,
+            .others_db_up = others_db_up,
+            .rollout_waits = rollout_active(&pool->rollout) && w->build != pool->good,
+        };
+        health_check(&in, &report);
+        if (report.restart_ready_clock)
             w->ready_clock_ms = now;
-        if (w->state == WORKER_STARTING && !w->reported_ready &&
-            now - w->ready_clock_ms > (uint64_t)cfg->ready_timeout_ms) {
-            if (others_db_up || !w->hello) {
-                pool_worker_kill(w, REASON_HANG, "not ready within ready_timeout_ms");
-                continue;
-            }
-            /* The database is down for everyone: not this worker's fault.
-             * A rollout waits; otherwise the worker serves (503s) as the others do. */
-            if (!(rollout_active(pool) && w->build != pool->good))
-                pool_worker_accept(w);
+        switch (report.event) {
+        case HEALTH_OVER_HARD_LIMIT:
+            pool_worker_kill(w, REASON_MEMORY, report.detail);
+            continue;
+        case HEALTH_NO_PONG:
+        case HEALTH_NOT_READY:
+            pool_worker_kill(w, REASON_HANG, report.detail);
+            continue;
+        case HEALTH_DRAIN_OVERDUE:
+            pool_worker_kill(w, w->kill_reason >= 0 ? (enum pool_reason)w->kill_reason : REASON_SCALE,
+                             report.detail);
+            continue;
+        case HEALTH_DATABASE_DOWN:
+            pool_worker_accept(w); /* never a rollout's new worker: its clock restarts instead */
+            break;
+        case HEALTH_FINE:
+            break;
         }
-        if (w->rss_bytes > soft && rollout_on_probation(pool, w))
-            rollout_on_memory(pool, w);
-        else if (w->state == WORKER_READY && w->rss_bytes > soft && !w->being_replaced)
+        if (report.over_soft_limit && rollout_on_probation(&pool->rollout, w->build, w->ready_ms, now)) {
+            struct rollout_plan plan = { .count = 0 };
+            struct rollout_view view;
+
+            pool_rollout_view(pool, &view);
+            rollout_on_memory(&pool->rollout, &view, w->slot, w->pid, w->rss_bytes, &plan);
+            pool_rollout_apply(pool, &plan);
+            pool_rollout_step(pool); /* its replacement by the good build */
+        } else if (report.over_soft_limit && w->state == WORKER_READY && !w->being_replaced) {
             pool_replace(w, REASON_MEMORY, pool_build_for(pool, w));
+        }
         if (w->hello) {
             memset(&ping, 0, sizeof(ping));
             ping.type = CONTROL_PING;
             ping.seq = ++w->ping_seq;
-            pool_send(w, &ping);
+            pool_worker_send(w, &ping);
         }
     }
     pool_reconcile(pool);
@@ -749,6 +441,8 @@ int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, ch
 
     memset(pool, 0, sizeof(*pool));
     pool->sup = sup;
+    pool->on_worker_exit = pool_on_worker_exit;
+    pool->on_worker_news = pool_on_worker_news;
     pool->target = sup->cfg.workers;
     pool->build = build;
     pool->good = build;
@@ -806,6 +500,5 @@ void pool_fini(struct pool *pool)
     build_unref(pool->build);
     build_unref(pool->good);
     pool->build = pool->good = NULL;
-    free(pool->rollout.rejected_settings);
-    pool->rollout.rejected_settings = NULL;
+    rollout_fini(&pool->rollout);
 }

@@ -80,19 +80,28 @@ struct pool_slot {
     uint64_t restarts;
     int in_backoff;
     uint64_t backoff_until_ms;
-    /* The rollout's: when the slot's first worker of the new build became
-     * ready (0: not yet). Its probation runs from here, once: a later
-     * replacement of that build (a memory recycle) does not start the
-     * slot's probation again (supervisor/rollout.c). */
-    uint64_t rollout_ready_ms;
     uv_timer_t timer;
     struct pool *pool;
 };
 
 struct supervisor;
 
+/* How a worker ended, as pool_worker.c tells the pool. */
+struct pool_worker_exit {
+    enum pool_reason reason; /* why it was killed or drained (REASON_CRASH when nobody asked) */
+    int64_t status;          /* exit status */
+    int unplanned;           /* died or was killed (not a finished drain) */
+    int slot_served;         /* it was draining, a surge, or being replaced: its slot is served */
+    int spawn_failed;        /* it never started */
+    const char *detail;      /* how, in words ("" when planned) */
+};
+
 struct pool {
     struct supervisor *sup;
+    /* pool_worker.c's news for the pool (set by pool_init): a worker
+     * exited; a worker said something that may change what the pool needs. */
+    void (*on_worker_exit)(struct pool *pool, struct pool_worker *w, const struct pool_worker_exit *how);
+    void (*on_worker_news)(struct pool *pool);
     struct pool_worker *workers;   /* every process not yet freed */
     struct pool_slot slots[POOL_SLOTS_MAX];
     int target;
@@ -119,8 +128,24 @@ struct pool_worker *pool_replace(struct pool_worker *old, enum pool_reason reaso
  * one while a rollback runs). */
 struct build *pool_build_for(const struct pool *pool, const struct pool_worker *w);
 
-/* Starts a worker of `build` in an empty `slot`. */
-struct pool_worker *pool_spawn(struct pool *pool, int slot, struct pool_worker *replaces, struct build *build);
+/* ---- one worker process (supervisor/pool_worker.c) ---- */
+
+/* Starts a worker of `build` in `slot`; with `replaces`, as its
+ * replacement (the old one drains once this one is ready). Returns the
+ * new worker, or NULL (logged, and told to pool->on_worker_exit). */
+struct pool_worker *pool_worker_spawn(struct pool *pool, int slot, struct pool_worker *replaces, struct build *build);
+
+/* Sends one control message; 0, or -1 when the worker is gone. */
+int pool_worker_send(struct pool_worker *w, const struct control_msg *msg);
+
+/* Lets a starting worker take traffic (ACCEPT), and drains the worker it replaces. */
+void pool_worker_accept(struct pool_worker *w);
+
+/* Tells a worker to drain (finish, then exit) for `reason`. */
+void pool_worker_drain(struct pool_worker *w, enum pool_reason reason);
+
+/* 1 when some worker takes traffic. */
+int pool_worker_any_accepting(const struct pool *pool);
 
 /* The worker serving `slot` (starting or ready, not draining), or NULL;
  * when a replacement is starting, the replacement. */
@@ -137,6 +162,10 @@ void pool_reconcile(struct pool *pool);
  * timeouts, memory limits, drain deadlines. */
 void pool_tick(struct pool *pool);
 
+/* Starts a rollout to `to` (takes the reference): supervisor/rollout.h.
+ * Returns 0, or -1 with a message when refused. */
+int pool_rollout_start(struct pool *pool, struct build *to, char *err, size_t errsize);
+
 /* Sets the target size (1-128); shrinking drains the highest slots. */
 void pool_scale(struct pool *pool, int target);
 
@@ -151,9 +180,6 @@ int pool_live_count(const struct pool *pool);
 
 /* Frees what pool_init allocated; every worker must be gone. */
 void pool_fini(struct pool *pool);
-
-/* Adds every counter of `c` into `sum`. */
-void pool_counters_add(struct control_counters *sum, const struct control_counters *c);
 
 /* Milliseconds on the loop's clock. */
 uint64_t pool_now_ms(const struct pool *pool);

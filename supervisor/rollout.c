@@ -1,6 +1,7 @@
 /* supervisor/rollout.c - the rolling restart state machine
  * (supervisor/rollout.h). Every change of state goes through
- * rollout_set_state(), which logs it.
+ * rollout_set_state(), which logs it. It decides from the pool's view and
+ * answers with a plan; the pool carries the plan out.
  */
 #include "rollout.h"
 
@@ -9,34 +10,47 @@
 #include <string.h>
 
 #include "../proto/log.h"
-#include "pool.h"
-#include "supervisor.h"
+#include "build.h"
 
-const char *const rollout_state_names[] = { "none", "rolling", "rolling_back", "rolled_back", "done" };
+static const char *const rollout_state_names[] = { "none", "rolling", "rolling_back", "rolled_back", "done" };
 
-int rollout_active(const struct pool *pool)
+const char *rollout_state_name(enum rollout_state state)
 {
-    return pool->rollout.state == ROLLOUT_ROLLING || pool->rollout.state == ROLLOUT_ROLLING_BACK;
+    return (unsigned)state < sizeof(rollout_state_names) / sizeof(rollout_state_names[0])
+               ? rollout_state_names[state]
+               : "?";
 }
 
-static void rollout_set_state(struct pool *pool, enum rollout_state next)
+int rollout_active(const struct rollout *r)
 {
-    struct rollout *r = &pool->rollout;
+    return r->state == ROLLOUT_ROLLING || r->state == ROLLOUT_ROLLING_BACK;
+}
 
+static void rollout_set_state(struct rollout *r, enum rollout_state next)
+{
     log_emit(next == ROLLOUT_ROLLING_BACK || next == ROLLOUT_ROLLED_BACK ? LOG_WARN : LOG_INFO, "rollout_state",
-             json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s}", "from_state", rollout_state_names[r->state], "to_state",
-                       rollout_state_names[next], "from", r->from_sha, "to", r->to_sha, "slots_done", r->slots_done,
+             json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s}", "from_state", rollout_state_name(r->state), "to_state",
+                       rollout_state_name(next), "from", r->from_sha, "to", r->to_sha, "slots_done", r->slots_done,
                        "slots_total", r->slots_total, "reason", r->reason));
     r->state = next;
 }
 
-/* Ends the rollout: drops its build references and answers the waiters. */
-static void rollout_finish(struct pool *pool, enum rollout_state final)
+static void rollout_plan_add(struct rollout_plan *plan, enum rollout_act act, int slot, struct pool_worker *worker,
+                             struct build *build, const char *detail)
 {
-    struct rollout *r = &pool->rollout;
+    if (plan->count >= (int)(sizeof(plan->actions) / sizeof(plan->actions[0])))
+        return; /* cannot happen: at most one action a slot, plus two */
+    plan->actions[plan->count++] =
+        (struct rollout_action){ .act = act, .slot = slot, .worker = worker, .build = build, .detail = detail };
+}
+
+void rollout_finish(struct rollout *r, enum rollout_state final)
+{
     struct rollout_waiter *waiter = r->waiters;
 
-    rollout_set_state(pool, final);
+    if (!rollout_active(r))
+        return;
+    rollout_set_state(r, final);
     if (final == ROLLOUT_DONE) {
         r->count_done++;
     } else {
@@ -57,11 +71,10 @@ static void rollout_finish(struct pool *pool, enum rollout_state final)
     }
 }
 
-int rollout_start(struct pool *pool, struct build *to, char *err, size_t errsize)
+int rollout_start(struct rollout *r, struct build *good, struct build *to, int target, uint64_t now_ms,
+                  char *err, size_t errsize)
 {
-    struct rollout *r = &pool->rollout;
-
-    if (rollout_active(pool)) {
+    if (rollout_active(r)) {
         snprintf(err, errsize, "rollout in progress");
         build_unref(to);
         return -1;
@@ -82,28 +95,24 @@ int rollout_start(struct pool *pool, struct build *to, char *err, size_t errsize
             return -1;
         }
     }
-    r->from = pool->good;
+    r->from = good;
     build_ref(r->from);
     r->to = to;
     snprintf(r->from_sha, sizeof(r->from_sha), "%s", r->from->sha256);
     snprintf(r->to_sha, sizeof(r->to_sha), "%s", to->sha256);
-    r->slots_total = pool->target;
+    r->slots_total = target;
     r->slots_done = 0;
-    for (int slot = 0; slot < POOL_SLOTS_MAX; slot++)
-        pool->slots[slot].rollout_ready_ms = 0;
+    memset(r->slot_ready_ms, 0, sizeof(r->slot_ready_ms));
     r->canary_ready_ms = 0;
     r->reason[0] = '\0';
-    r->started_ms = pool_now_ms(pool);
-    rollout_set_state(pool, ROLLOUT_ROLLING);
-    rollout_step(pool);
+    r->started_ms = now_ms;
+    rollout_set_state(r, ROLLOUT_ROLLING);
     return 0;
 }
 
-void rollout_wait(struct pool *pool, struct rollout_waiter *waiter)
+void rollout_wait(struct rollout *r, struct rollout_waiter *waiter)
 {
-    struct rollout *r = &pool->rollout;
-
-    if (!rollout_active(pool)) {
+    if (!rollout_active(r)) {
         waiter->cb(waiter->arg, r->state != ROLLOUT_ROLLED_BACK, r->reason);
         return;
     }
@@ -111,11 +120,11 @@ void rollout_wait(struct pool *pool, struct rollout_waiter *waiter)
     r->waiters = waiter;
 }
 
-void rollout_cancel_waiters(struct pool *pool, const char *reason)
+void rollout_cancel_waiters(struct rollout *r, const char *reason)
 {
-    struct rollout_waiter *waiter = pool->rollout.waiters;
+    struct rollout_waiter *waiter = r->waiters;
 
-    pool->rollout.waiters = NULL;
+    r->waiters = NULL;
     while (waiter != NULL) {
         struct rollout_waiter *next = waiter->next;
         waiter->cb(waiter->arg, 0, reason);
@@ -123,123 +132,47 @@ void rollout_cancel_waiters(struct pool *pool, const char *reason)
     }
 }
 
-void rollout_wait_cancel(struct pool *pool, struct rollout_waiter *waiter)
+void rollout_wait_cancel(struct rollout *r, struct rollout_waiter *waiter)
 {
-    for (struct rollout_waiter **p = &pool->rollout.waiters; *p != NULL; p = &(*p)->next)
+    for (struct rollout_waiter **p = &r->waiters; *p != NULL; p = &(*p)->next)
         if (*p == waiter) {
             *p = waiter->next;
             return;
         }
 }
 
-int rollout_on_probation(const struct pool *pool, const struct pool_worker *w)
+int rollout_on_probation(const struct rollout *r, const struct build *build, uint64_t ready_ms, uint64_t now_ms)
 {
-    const struct rollout *r = &pool->rollout;
-
-    if (r->state != ROLLOUT_ROLLING || w->build != r->to)
+    if (r->state != ROLLOUT_ROLLING || build != r->to)
         return 0;
-    return w->ready_ms == 0 || pool_now_ms(pool) - w->ready_ms < (uint64_t)r->to->cfg.probation_ms;
+    return ready_ms == 0 || now_ms - ready_ms < (uint64_t)r->to->cfg.probation_ms;
 }
 
-/* Halts the rollout and rolls every slot back to the last good build. */
-static void rollout_halt(struct pool *pool, const char *reason)
+static void rollout_step_rolling(struct rollout *r, const struct rollout_view *view, struct rollout_plan *plan)
 {
-    struct rollout *r = &pool->rollout;
+    uint64_t now = view->now_ms, probation = (uint64_t)r->to->cfg.probation_ms;
 
-    if (r->state != ROLLOUT_ROLLING)
-        return;
-    snprintf(r->reason, sizeof(r->reason), "%s", reason);
-    rollout_set_state(pool, ROLLOUT_ROLLING_BACK);
-    /* Empty slots fill with the good build from now on; the settings of
-     * the supervisor stay the old ones. */
-    build_unref(pool->build);
-    pool->build = pool->good;
-    build_ref(pool->build);
-    for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-        if (w->build != r->to || w->state == WORKER_EXITED || w->state == WORKER_DRAINING)
-            continue;
-        if (w->state == WORKER_STARTING && !w->accepting)
-            pool_worker_kill(w, REASON_RELOAD, "rollback: new build not serving yet");
-    }
-    rollout_step(pool);
-}
-
-void rollout_on_ready(struct pool *pool, struct pool_worker *w)
-{
-    struct rollout *r = &pool->rollout;
-
-    if (r->state != ROLLOUT_ROLLING || w->build != r->to || pool->slots[w->slot].rollout_ready_ms != 0)
-        return; /* a slot is done once: a later replacement of the new build is not a step */
-    pool->slots[w->slot].rollout_ready_ms = pool_now_ms(pool);
-    r->slots_done++;
-    if (r->canary_ready_ms == 0)
-        r->canary_ready_ms = pool_now_ms(pool);
-    log_emit(LOG_INFO, "rollout_slot_done",
-             json_pack("{s:i, s:i, s:i, s:i}", "slot", w->slot, "worker_pid", w->pid, "slots_done", r->slots_done,
-                       "slots_total", r->slots_total));
-}
-
-void rollout_on_exit(struct pool *pool, struct pool_worker *w, int planned, const char *detail)
-{
-    char reason[256];
-
-    if (planned || pool->rollout.state != ROLLOUT_ROLLING || w->build != pool->rollout.to)
-        return;
-    snprintf(reason, sizeof(reason), "new worker %d in slot %d %s", w->pid, w->slot, detail);
-    rollout_halt(pool, reason);
-}
-
-void rollout_on_memory(struct pool *pool, struct pool_worker *w)
-{
-    char reason[160];
-
-    snprintf(reason, sizeof(reason), "new worker %d in slot %d reached RSS %llu MiB on probation, past memory_soft_limit_mb %d",
-             w->pid, w->slot, (unsigned long long)(w->rss_bytes >> 20), w->build->cfg.memory_soft_limit_mb);
-    rollout_halt(pool, reason);
-    /* Its replacement by the good build is started by the step below. */
-    rollout_step(pool);
-}
-
-/* Is a surge (a replacement that is not ready yet) running? */
-static int rollout_surge_pending(const struct pool *pool)
-{
-    for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state == WORKER_STARTING && w->replaces != NULL)
-            return 1;
-    return 0;
-}
-
-static void rollout_step_rolling(struct pool *pool)
-{
-    struct rollout *r = &pool->rollout;
-    uint64_t now = pool_now_ms(pool), probation = (uint64_t)r->to->cfg.probation_ms;
-
-    if (rollout_surge_pending(pool))
+    if (view->surge_pending)
         return;
     /* The canary must serve its probation before the next slot. */
     if (r->slots_done == 1 && r->slots_total > 1 && now - r->canary_ready_ms < probation)
         return;
-    if (r->canary_ready_ms == 0 && r->slots_done == 0) {
-        for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-            if (w->build == r->to && w->state != WORKER_EXITED)
-                return; /* the canary is on its way */
-    }
-    for (int slot = 0; slot < pool->target; slot++) {
-        struct pool_worker *w = pool_slot_worker(pool, slot);
+    if (r->canary_ready_ms == 0 && r->slots_done == 0 && view->to_alive)
+        return; /* the canary is on its way */
+    for (int slot = 0; slot < view->target; slot++) {
+        const struct rollout_slot *s = &view->slots[slot];
 
-        if (w != NULL && w->build == r->to)
+        if (s->worker != NULL && s->build == r->to)
             continue;
         /* The lowest slot not on the new build is the next one. */
-        if (w == NULL) {
-            if (!pool->slots[slot].in_backoff)
-                pool_spawn(pool, slot, NULL, r->to);
+        if (s->worker == NULL) {
+            if (!s->in_backoff)
+                rollout_plan_add(plan, ROLLOUT_ACT_SPAWN, slot, NULL, r->to, NULL);
             return;
         }
-        if (w->state == WORKER_READY) {
-            pool_replace(w, REASON_RELOAD, r->to);
-            return;
-        }
-        return; /* still starting on the old build: wait for it */
+        if (s->ready)
+            rollout_plan_add(plan, ROLLOUT_ACT_REPLACE, slot, s->worker, r->to, NULL);
+        return; /* or still starting on the old build: wait for it */
     }
     /* Every slot runs the new build: done once each slot's first new
      * worker has served its probation. Per slot, not per worker: when the
@@ -249,51 +182,104 @@ static void rollout_step_rolling(struct pool *pool)
      * is still on probation for its own first probation_ms
      * (rollout_on_probation): past the soft limit in it, the build is
      * rolled back. */
-    for (int slot = 0; slot < pool->target; slot++)
-        if (pool->slots[slot].rollout_ready_ms == 0 || now - pool->slots[slot].rollout_ready_ms < probation)
+    for (int slot = 0; slot < view->target; slot++)
+        if (r->slot_ready_ms[slot] == 0 || now - r->slot_ready_ms[slot] < probation)
             return;
-    build_unref(pool->good);
-    pool->good = r->to;
-    build_ref(pool->good);
-    build_unref(pool->build);
-    pool->build = r->to;
-    build_ref(pool->build);
-    pool->sup->cfg = r->to->cfg;
-    /* The supervisor's own timing follows the new settings too. */
-    uv_timer_set_repeat(&pool->sup->tick, (uint64_t)pool->sup->cfg.health_interval_ms);
-    rollout_finish(pool, ROLLOUT_DONE);
+    rollout_plan_add(plan, ROLLOUT_ACT_ADOPT, -1, NULL, r->to, NULL);
+    plan->finish = ROLLOUT_DONE;
 }
 
-static void rollout_step_rolling_back(struct pool *pool)
+static void rollout_step_rolling_back(struct rollout *r, const struct rollout_view *view, struct rollout_plan *plan)
 {
-    struct rollout *r = &pool->rollout;
     int ready = 0;
 
-    if (rollout_surge_pending(pool))
+    if (view->surge_pending)
         return;
-    for (int slot = 0; slot < pool->target; slot++) {
-        struct pool_worker *w = pool_slot_worker(pool, slot);
+    for (int slot = 0; slot < view->target; slot++) {
+        const struct rollout_slot *s = &view->slots[slot];
 
-        if (w == NULL)
-            continue; /* the reconcile fills it with the good build */
-        if (w->build == r->to) {
-            if (w->state == WORKER_READY)
-                pool_replace(w, REASON_RELOAD, pool->good);
+        if (s->worker == NULL)
+            continue; /* the pool fills it with the good build */
+        if (s->build == r->to) {
+            if (s->ready)
+                rollout_plan_add(plan, ROLLOUT_ACT_REPLACE, slot, s->worker, view->good, NULL);
             return;
         }
-        if (w->state == WORKER_READY)
+        if (s->ready)
             ready++;
     }
-    if (ready == pool->target)
-        rollout_finish(pool, ROLLOUT_ROLLED_BACK);
+    if (ready == view->target)
+        plan->finish = ROLLOUT_ROLLED_BACK;
 }
 
-void rollout_step(struct pool *pool)
+void rollout_step(struct rollout *r, const struct rollout_view *view, struct rollout_plan *plan)
 {
-    if (pool->sup->state != SUPERVISOR_RUNNING)
+    if (!view->running)
         return;
-    if (pool->rollout.state == ROLLOUT_ROLLING)
-        rollout_step_rolling(pool);
-    else if (pool->rollout.state == ROLLOUT_ROLLING_BACK)
-        rollout_step_rolling_back(pool);
+    if (r->state == ROLLOUT_ROLLING)
+        rollout_step_rolling(r, view, plan);
+    else if (r->state == ROLLOUT_ROLLING_BACK)
+        rollout_step_rolling_back(r, view, plan);
+}
+
+/* Halts the rollout and plans the rollback to the last good build. */
+static void rollout_halt(struct rollout *r, const struct rollout_view *view, const char *reason,
+                         struct rollout_plan *plan)
+{
+    if (r->state != ROLLOUT_ROLLING)
+        return;
+    snprintf(r->reason, sizeof(r->reason), "%s", reason);
+    rollout_set_state(r, ROLLOUT_ROLLING_BACK);
+    /* Empty slots fill with the good build from now on; the settings of
+     * the supervisor stay the old ones. */
+    rollout_plan_add(plan, ROLLOUT_ACT_FILL_GOOD, -1, NULL, view->good, NULL);
+    for (int slot = 0; slot < view->target; slot++) {
+        const struct rollout_slot *s = &view->slots[slot];
+
+        if (s->worker != NULL && s->build == r->to && s->starting)
+            rollout_plan_add(plan, ROLLOUT_ACT_KILL, slot, s->worker, NULL, "rollback: new build not serving yet");
+    }
+}
+
+void rollout_on_ready(struct rollout *r, int slot, int pid, const struct build *build, uint64_t now_ms)
+{
+    if (r->state != ROLLOUT_ROLLING || build != r->to || slot < 0 || slot >= ROLLOUT_SLOTS_MAX ||
+        r->slot_ready_ms[slot] != 0)
+        return; /* a slot is done once: a later replacement of the new build is not a step */
+    r->slot_ready_ms[slot] = now_ms;
+    r->slots_done++;
+    if (r->canary_ready_ms == 0)
+        r->canary_ready_ms = now_ms;
+    log_emit(LOG_INFO, "rollout_slot_done",
+             json_pack("{s:i, s:i, s:i, s:i}", "slot", slot, "worker_pid", pid, "slots_done", r->slots_done,
+                       "slots_total", r->slots_total));
+}
+
+void rollout_on_exit(struct rollout *r, const struct rollout_view *view, int slot, int pid,
+                     const struct build *build, const char *detail, struct rollout_plan *plan)
+{
+    char reason[256];
+
+    if (r->state != ROLLOUT_ROLLING || build != r->to)
+        return;
+    snprintf(reason, sizeof(reason), "new worker %d in slot %d %s", pid, slot, detail);
+    rollout_halt(r, view, reason, plan);
+}
+
+void rollout_on_memory(struct rollout *r, const struct rollout_view *view, int slot, int pid, uint64_t rss_bytes,
+                       struct rollout_plan *plan)
+{
+    char reason[160];
+
+    if (r->state != ROLLOUT_ROLLING)
+        return;
+    snprintf(reason, sizeof(reason), "new worker %d in slot %d reached RSS %llu MiB on probation, past memory_soft_limit_mb %d",
+             pid, slot, (unsigned long long)(rss_bytes >> 20), r->to->cfg.memory_soft_limit_mb);
+    rollout_halt(r, view, reason, plan);
+}
+
+void rollout_fini(struct rollout *r)
+{
+    free(r->rejected_settings);
+    r->rejected_settings = NULL;
 }

@@ -67,7 +67,7 @@ json_t *status_json(struct supervisor *sup)
         const struct rollout *r = &pool->rollout;
         json_t *rollout = r->state == ROLLOUT_NONE
                               ? json_null()
-                              : json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "state", rollout_state_names[r->state],
+                              : json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "state", rollout_state_name(r->state),
                                           "from", r->from_sha, "to", r->to_sha, "slots_done", r->slots_done,
                                           "slots_total", r->slots_total, "reason", r->reason);
         return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:o}", "workers", workers, "totals",

@@ -92,13 +92,13 @@ static void page_rollout(struct textbuf *b, struct supervisor *sup)
 {
     const struct rollout *r = &sup->pool.rollout;
 
-    textbuf_printf(b, "<h2>Rollout</h2><p id=\"rollout\" data-state=\"%s\">", rollout_state_names[r->state]);
+    textbuf_printf(b, "<h2>Rollout</h2><p id=\"rollout\" data-state=\"%s\">", rollout_state_name(r->state));
     if (r->state == ROLLOUT_NONE) {
         textbuf_printf(b, "none since start</p>\n");
         return;
     }
     textbuf_printf(b, "<strong>");
-    textbuf_html(b, rollout_state_names[r->state]);
+    textbuf_html(b, rollout_state_name(r->state));
     textbuf_printf(b, "</strong>: <code>%.12s</code> &rarr; <code>%.12s</code>, ", r->from_sha, r->to_sha);
     textbuf_printf(b, "<span id=\"rollout-progress\">%d of %d slots</span>", r->slots_done, r->slots_total);
     textbuf_printf(b, " <progress max=\"%d\" value=\"%d\"></progress>", r->slots_total > 0 ? r->slots_total : 1,

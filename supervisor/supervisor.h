@@ -43,8 +43,13 @@ struct supervisor {
  * config) with a message in err; the running pool is then untouched. */
 int supervisor_reload(struct supervisor *sup, char *err, size_t errsize);
 
-/* Starts a graceful stop (TERM, INT, `ctl stop`) or an immediate one. */
+/* Starts a graceful stop (TERM, INT, `ctl stop`) or an immediate one.
+ * The caller closes the admin socket (admin_stop). */
 void supervisor_stop(struct supervisor *sup, int immediate, const char *why);
+
+/* The health tick (health_interval_ms; every 50 ms while stopping):
+ * health checks, readiness for systemd, and the end of a stop. */
+void supervisor_on_tick(uv_timer_t *t);
 
 
 #endif

@@ -16,6 +16,9 @@ make -s BUILD=hooks -j"$jobs" build   # the replay's: release code with the test
 echo "== cppcheck"
 make -s lint
 
+echo "== structure: no two files call each other, directly or around a circle (and files over 600 lines, listed)"
+python3 tests/structure/deps.py build/asan/obj --strict
+
 echo "== alert rules (promtool: the config and rules check, and every rule fires and stays quiet in its unit test)"
 (cd deploy/prometheus && promtool check config prometheus.yml >/dev/null && promtool test rules verona-alerts.test.yml)
 

@@ -1,4 +1,9 @@
-/* worker/control.c - the worker's end of the control protocol. */
+/* worker/control.c - the worker's end of the control protocol
+ * (proto/control.h): hello, settings, accept, ping/pong, drain, goodbye.
+ * It drives the worker's life (worker/worker.c) and hears back from it
+ * through w->on_ready and w->on_goodbye. Its own state is
+ * w->control_state, changed only by worker_control_set_state().
+ */
 #include "control.h"
 
 #include <errno.h>
@@ -14,6 +19,16 @@
 
 #define WORKER_CONTROL_BUFFER CONTROL_FRAME_MAX
 
+static void worker_control_set_state(struct worker *w, enum worker_control_state next)
+{
+    static const char *const names[] = { "none", "open", "closed", "lost" };
+
+    if (w->control_state == next)
+        return;
+    log_emit(LOG_DEBUG, "control_state", json_pack("{s:s, s:s}", "from", names[w->control_state], "to", names[next]));
+    w->control_state = next;
+}
+
 static void worker_control_on_write(uv_write_t *req, int status)
 {
     (void)status; /* a dead supervisor shows up as EOF on the read side */
@@ -28,7 +43,7 @@ static void worker_control_send(struct worker *w, const struct control_msg *msg)
     char *frame;
     size_t len;
 
-    if (!w->control_open || control_msg_encode(msg, &frame, &len) != 0)
+    if (w->control_state != WORKER_CONTROL_OPEN || control_msg_encode(msg, &frame, &len) != 0)
         return;
     req = malloc(sizeof(*req));
     if (req == NULL) {
@@ -43,18 +58,16 @@ static void worker_control_send(struct worker *w, const struct control_msg *msg)
     }
 }
 
-void worker_control_ready(struct worker *w)
+/* The worker became ready (once: worker.c's STARTING -> READY). */
+static void worker_control_on_ready(struct worker *w)
 {
     struct control_msg msg;
 
-    if (!w->supervised || w->ready_sent)
-        return;
 #ifdef VERONA_TEST_HOOKS
     /* Test builds only: a build that never becomes ready (the rollout tests). */
     if (getenv("VERONA_TEST_NEVER_READY") != NULL)
         return;
 #endif
-    w->ready_sent = 1;
     memset(&msg, 0, sizeof(msg));
     msg.type = CONTROL_READY;
     worker_control_send(w, &msg);
@@ -67,11 +80,12 @@ static void worker_control_on_close(uv_handle_t *h)
 
 static void worker_control_pong(struct worker *w, uint64_t seq);
 
-void worker_control_close(struct worker *w, const char *reason)
+/* The worker ends: its last counters, then goodbye, then the socket closes. */
+static void worker_control_on_goodbye(struct worker *w, const char *reason)
 {
     struct control_msg msg;
 
-    if (!w->control_open)
+    if (w->control_state != WORKER_CONTROL_OPEN)
         return;
     /* An unasked pong first: the requests served since the last ping
      * reach the supervisor's totals. */
@@ -80,7 +94,7 @@ void worker_control_close(struct worker *w, const char *reason)
     msg.type = CONTROL_GOODBYE;
     snprintf(msg.reason, sizeof(msg.reason), "%s", reason);
     worker_control_send(w, &msg);
-    w->control_open = 0;
+    worker_control_set_state(w, WORKER_CONTROL_CLOSED);
     uv_read_stop((uv_stream_t *)&w->control);
     /* uv_write() above wrote both small frames at once (the queue was
      * empty, the socket has room); a frame still queued would be cancelled
@@ -97,11 +111,11 @@ static void worker_control_pong(struct worker *w, uint64_t seq)
     msg->type = CONTROL_PONG;
     msg->seq = seq;
     snprintf(msg->state, sizeof(msg->state), "%s",
-             w->stopping ? "draining" : w->http.listening ? "ready" : "starting");
+             w->state >= WORKER_DRAINING ? "draining" : w->http.listening ? "ready" : "starting");
     msg->connections = w->http.stats.connections_open;
     msg->in_flight = w->http.stats.requests_in_flight;
     msg->hash_queue = w->auth.queued;
-    msg->db_up = worker_db_ready(w);
+    msg->db_up = db_is_up(&w->db);
     msg->counters = w->counters;
     msg->counters.connections_accepted = w->http.stats.connections_accepted;
     msg->counters.session_cache_hits = w->sessions.hits;
@@ -125,7 +139,7 @@ static void worker_control_handle(struct worker *w, struct control_msg *msg)
 
     switch (msg->type) {
     case CONTROL_SETTINGS:
-        if (w->configured)
+        if (w->state != WORKER_UNCONFIGURED)
             return; /* settings change by replacing the worker, never in place */
         config_defaults(&w->cfg);
         if (config_load_string(&w->cfg, msg->settings, "settings", err, sizeof(err)) != 0 ||
@@ -138,7 +152,7 @@ static void worker_control_handle(struct worker *w, struct control_msg *msg)
             exit(rc);
         return;
     case CONTROL_ACCEPT:
-        if (w->configured && !w->stopping) {
+        if (w->state == WORKER_STARTING || w->state == WORKER_READY) {
             rc = http_server_start(&w->http);
             if (rc != 0) {
                 log_emit(LOG_ERROR, "accept_failed", json_pack("{s:s}", "error", uv_strerror(rc)));
@@ -191,9 +205,9 @@ void worker_control_orphan_gate(struct worker *w, int wait_ms)
      * (later still for a big process, whose memory it frees first), so a
      * worker leaving after that EOF waits for the reparenting. A supervisor
      * that is alive keeps its gate. */
-    if (!w->supervised)
+    if (w->control_state == WORKER_CONTROL_NONE)
         return;
-    if (w->supervisor_gone && wait_ms > 0 && getppid() == w->supervisor_pid)
+    if (w->control_state == WORKER_CONTROL_LOST && wait_ms > 0 && getppid() == w->supervisor_pid)
         worker_control_wait_supervisor_exit(w, wait_ms);
     if (getppid() != w->supervisor_pid)
         hash_gate_remove(hash_gate_from_env());
@@ -207,12 +221,11 @@ static void worker_control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t
     (void)buf;
     if (nread < 0) {
         log_emit(LOG_WARN, "supervisor_gone", NULL);
-        w->supervisor_gone = 1;
+        worker_control_set_state(w, WORKER_CONTROL_LOST);
         worker_control_orphan_gate(w, 0);
-        w->control_open = 0;
         uv_read_stop(s);
         uv_close((uv_handle_t *)s, worker_control_on_close);
-        if (!w->configured)
+        if (w->state == WORKER_UNCONFIGURED)
             exit(1);
         worker_stop(w, "supervisor gone");
         return;
@@ -230,7 +243,7 @@ static void worker_control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t
         used += (size_t)n;
         worker_control_handle(w, &msg);
         control_msg_fini(&msg);
-        if (!w->control_open)
+        if (w->control_state != WORKER_CONTROL_OPEN)
             return;
     }
     memmove(w->control_in, w->control_in + used, w->control_len - used);
@@ -252,9 +265,10 @@ int worker_control_start(struct worker *w, int fd)
         rc = uv_read_start((uv_stream_t *)&w->control, worker_control_on_alloc, worker_control_on_read);
     if (rc != 0)
         return rc;
-    w->supervised = 1;
     w->supervisor_pid = getppid();
-    w->control_open = 1;
+    w->on_ready = worker_control_on_ready;
+    w->on_goodbye = worker_control_on_goodbye;
+    worker_control_set_state(w, WORKER_CONTROL_OPEN);
     memset(&msg, 0, sizeof(msg));
     msg.type = CONTROL_HELLO;
     msg.pid = (int)getpid();

@@ -10,14 +10,10 @@
 
 struct worker;
 
-/* Opens `fd` on the worker's loop and says hello. 0 or a negative errno. */
+/* Opens `fd` on the worker's loop and says hello; from then on the
+ * worker's readiness and goodbye reach the supervisor (w->on_ready,
+ * w->on_goodbye). 0 or a negative errno. */
 int worker_control_start(struct worker *w, int fd);
-
-/* Tells the supervisor the worker is ready (once). */
-void worker_control_ready(struct worker *w);
-
-/* Says goodbye and closes the control socket (its handle closes async). */
-void worker_control_close(struct worker *w, const char *reason);
 
 /* Removes the supervisor's hash gate if the supervisor died (this process
  * has another parent now); called on the control socket's EOF and again

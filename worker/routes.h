@@ -1,51 +1,13 @@
 /* worker/routes.h - the login API of SPEC.md section 4: dispatch by path
- * and method, the shared request context, and the JSON answers. Each
- * group of endpoints lives in its own file (routes.c: health, session,
- * logout; login.c; account.c: registration and password change).
+ * and method. Each group of endpoints lives in its own file (routes.c:
+ * health, session, logout; login.c; account.c: registration and password
+ * change); what they share, one request's context and its answers, is
+ * worker/route_ctx.h.
  */
 #ifndef VERONA_WORKER_ROUTES_H
 #define VERONA_WORKER_ROUTES_H
 
-#include <jansson.h>
-
-#include "address.h"
-#include "auth.h"
-#include "db.h"
-#include "http.h"
-#include "worker.h"
-
-/* Everything one request needs across its asynchronous steps. Heap
- * allocated by the dispatcher, freed by route_reply(). */
-struct route_ctx {
-    struct worker *w;
-    struct http_request *req;
-    struct db_query query;
-    struct session_touch_entry touch;     /* a session check's last-use write */
-    struct auth_job *job;                 /* owned; only routes that hash */
-    char address[ADDRESS_TEXT_MAX];
-    char username[AUTH_USERNAME_MAX + 1];
-    char token[AUTH_TOKEN_CHARS + 1];
-    unsigned char token_hash[AUTH_TOKEN_HASH_BYTES];
-    char user_id[24];
-    char attempt_id[24];                  /* the throttle's provisional failure row */
-    char numbers[6][16];                  /* integer query parameters */
-    char result[16];                      /* audit result text */
-    char expires_at[32];                  /* RFC 3339, for the session answer */
-    uint64_t sent_ms;                     /* when the session lookup was sent */
-    uint64_t revocations_at_send;         /* the session cache's revocation count then */
-    int64_t expires_epoch;                /* the session's own expiry (unix seconds) */
-    uv_timer_t wait_timer;                /* a login waiting for attempts in flight */
-    uint64_t wait_deadline_ms;
-    int waits;
-    int step;
-    int flag;
-    int share_held;                       /* holds one of its address's hash-queue share */
-    int share_refused;                    /* refused: its address held its share */
-};
-
-/* The 429 of a request whose client address holds its share of the hash
- * queue (SPEC 5). */
-#define ROUTE_SHARE_MESSAGE "too many password checks at once from this address, try again"
+#include "route_ctx.h"
 
 /* The http_server handler. */
 void routes_dispatch(struct http_server *server, struct http_request *req);
@@ -53,37 +15,6 @@ void routes_dispatch(struct http_server *server, struct http_request *req);
 /* The route a path counts under (ROUTE_OTHER when none): for requests the
  * HTTP layer refuses before dispatch (413, 431, 400). */
 enum control_route routes_route_of(const char *path);
-
-/* Answers with a JSON body (or none) and frees ctx. */
-void route_reply(struct route_ctx *ctx, int status, const char *headers, json_t *body);
-
-/* Answers {"error": code, "message": message} and frees ctx. */
-void route_error(struct route_ctx *ctx, int status, const char *code, const char *message,
-                 const char *headers);
-
-/* 503 unavailable with Retry-After: 1. */
-void route_unavailable(struct route_ctx *ctx);
-
-/* 401 invalid_token: the session is invalid, expired or ended. */
-void route_session_ended(struct route_ctx *ctx);
-
-/* 429 too_many_attempts with Retry-After ("too many failed attempts",
- * or the message given). */
-void route_throttled(struct route_ctx *ctx, int wait_s);
-void route_throttled_because(struct route_ctx *ctx, int wait_s, const char *message);
-
-/* The request's JSON object, or NULL after answering 415/400. With
- * `optional`, an empty body gives an empty object. */
-json_t *route_json_body(struct route_ctx *ctx, int optional);
-
-/* A string member: 0 and *out, or -1 after answering 400. */
-int route_json_string(struct route_ctx *ctx, json_t *obj, const char *name, const char **out);
-
-/* The bearer token into ctx->token / token_hash: 0, or -1 after 401. */
-int route_bearer(struct route_ctx *ctx);
-
-/* Throttle parameters $3..$8 of the login_begin-shaped statements. */
-void route_throttle_params(struct route_ctx *ctx, struct db_query *q, int first);
 
 /* Handlers in login.c and account.c. */
 void login_handle(struct route_ctx *ctx);

@@ -14,8 +14,26 @@
 #include "session_cache.h"
 #include "session_touch.h"
 
+/* A worker's life (worker/worker.c). */
+enum worker_state {
+    WORKER_UNCONFIGURED = 0, /* supervised: waiting for its settings */
+    WORKER_STARTING,         /* set up; no PostgreSQL connection on a usable schema yet */
+    WORKER_READY,            /* PostgreSQL reached once: ready (the supervisor is told) */
+    WORKER_DRAINING,         /* stopping: no new connections, finishing the open ones */
+    WORKER_DONE,             /* drained: the last handles are closing */
+};
+
+/* The control socket to the supervisor (worker/control.c). */
+enum worker_control_state {
+    WORKER_CONTROL_NONE = 0, /* running alone (-c FILE) */
+    WORKER_CONTROL_OPEN,     /* supervised */
+    WORKER_CONTROL_CLOSED,   /* goodbye said */
+    WORKER_CONTROL_LOST,     /* the supervisor went away (EOF) */
+};
+
 struct worker {
     uv_loop_t *loop;
+    enum worker_state state;  /* changed only by worker_set_state() */
     struct config cfg;
     struct http_server http;
     struct db db;
@@ -30,24 +48,25 @@ struct worker {
     int dummy_busy;
     uint64_t dummy_loaded_ms;     /* uv_now of the last load; 0: never */
     unsigned dummy_signature;     /* of the settings loaded: a change is logged */
-    int ready_logged;     /* "ready": the first connection came up (on a usable schema) */
-    int stopping;
-    int configured;       /* settings applied, modules initialised */
 
     /* Supervised mode (VERONA_CONTROL_FD); see worker/control.c. */
-    int supervised;
+    enum worker_control_state control_state;
     pid_t supervisor_pid; /* the parent at start: another one means it died */
     uv_pipe_t control;
     char *control_in;     /* owned: bytes received, not yet decoded */
     size_t control_len;
-    int control_open;
-    int supervisor_gone;  /* EOF on the control socket */
-    int ready_sent;
+    /* The control side's hooks (NULL alone): the worker became ready; it
+     * ends (`reason`), so say goodbye with the last counters. */
+    void (*on_ready)(struct worker *w);
+    void (*on_goodbye)(struct worker *w, const char *reason);
     uv_timer_t drain_timer;
     struct control_counters counters;
     struct session_cache sessions;
     struct session_touch touch;   /* last-use writes, batched */
 };
+
+/* Sets up the loop, the drain timer and the signals (state unconfigured). */
+void worker_init(struct worker *w);
 
 /* Applies the settings: hashing, database pool, HTTP server (on the
  * inherited `listen_fd`, or binding `listen` when -1), timers, signals.
@@ -60,7 +79,7 @@ void worker_stop(struct worker *w, const char *why);
 /* The build id reported in hello (and logs). */
 extern const char *const worker_build_id;
 
-/* 1 when requests that need PostgreSQL can be served. */
-int worker_db_ready(const struct worker *w);
+/* The state's name ("starting", ...). */
+const char *worker_state_name(enum worker_state state);
 
 #endif

@@ -35,7 +35,7 @@ void harness_worker_once(void)
     char err[CONFIG_ERROR_MAX];
     int fd;
 
-    if (w->configured)
+    if (w->state != WORKER_UNCONFIGURED)
         return;
     log_set_level((enum log_level)(LOG_ERROR + 1)); /* quiet: millions of requests */
     /* Never a real database: make check exports its own URL, which would

@@ -12,6 +12,8 @@ Suite *session_cache_suite(void);
 Suite *hash_gate_suite(void);
 Suite *hash_memory_suite(void);
 Suite *textbuf_suite(void);
+Suite *rollout_suite(void);
+Suite *health_suite(void);
 
 int main(void)
 {
@@ -24,6 +26,8 @@ int main(void)
     srunner_add_suite(sr, password_suite());
     srunner_add_suite(sr, address_suite());
     srunner_add_suite(sr, textbuf_suite());
+    srunner_add_suite(sr, rollout_suite());
+    srunner_add_suite(sr, health_suite());
     srunner_add_suite(sr, auth_suite());
     srunner_add_suite(sr, control_suite());
     srunner_add_suite(sr, session_cache_suite());

@@ -1,4 +1,4 @@
-/* supervisor/migrate.c - `verona migrate`: applies the pending migrations
+/* supervisor/cmd_migrate.c - `verona migrate`: applies the pending migrations
  * compiled in from sql/, in order, each in its own transaction, recorded in
  * schema_migrations, under a session advisory lock so that several hosts
  * may run it at once (the others wait, then find nothing to do).

@@ -1,4 +1,4 @@
-/* supervisor/users.c - `verona user add|passwd|lock|unlock NAME`: user
+/* supervisor/cmd_user.c - `verona user add|passwd|lock|unlock NAME`: user
  * administration for operators. Passwords come from stdin (never argv);
  * `passwd` and `lock` end all of the user's sessions in the same
  * transaction.

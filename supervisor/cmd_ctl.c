@@ -1,4 +1,4 @@
-/* supervisor/ctl.c - `verona ctl`: sends one request line to the admin
+/* supervisor/cmd_ctl.c - `verona ctl`: sends one request line to the admin
  * socket (supervisor/admin.h) and prints the answer; the answer's code is
  * the exit code. Checks the usage itself first, so a typo never reaches
  * the supervisor.
