@@ -38,7 +38,9 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SYSTEMD_LIBS = $(shell pkg-config --libs libsystemd)
 SUBMAKE = $(MAKE) --no-print-directory
 
-PROTO_SRC := proto/config.c proto/control.c proto/hash_gate.c proto/log.c proto/nofile.c proto/password.c
+PROTO_SRC := $(sort $(wildcard proto/*.c))
+# The config parser alone (its fuzz targets).
+CONFIG_SRC := $(sort $(wildcard proto/config*.c))
 # Every worker/*.c but main.c (the fuzz harness has its own main).
 WORKER_SRC := $(filter-out worker/main.c,$(sort $(wildcard worker/*.c)))
 # Every supervisor/*.c but main.c: the daemon (serve.c and what it runs)
@@ -151,13 +153,13 @@ build/fuzz/fuzz_control: tests/fuzz/fuzz_control.c proto/control.c proto/log.c p
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ tests/fuzz/fuzz_control.c proto/control.c proto/log.c -ljansson
 
-build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c proto/config.c proto/config.h
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG_SRC) proto/config.h proto/config_keys.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_config.c proto/config.c $(PKG_LIBS)
+	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_config.c $(CONFIG_SRC) $(PKG_LIBS)
 
-build/fuzz/fuzz_admin: tests/fuzz/fuzz_admin.c supervisor/admin_request.c supervisor/admin_request.h proto/config.c
+build/fuzz/fuzz_admin: tests/fuzz/fuzz_admin.c supervisor/admin_request.c supervisor/admin_request.h $(CONFIG_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_admin.c supervisor/admin_request.c proto/config.c $(PKG_LIBS)
+	$(FUZZ_CC) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_admin.c supervisor/admin_request.c $(CONFIG_SRC) $(PKG_LIBS)
 
 build/fuzz/fuzz_metrics: tests/fuzz/fuzz_metrics.c supervisor/metrics_request.c supervisor/metrics_request.h
 	@mkdir -p $(dir $@)

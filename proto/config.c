@@ -1,8 +1,9 @@
-/* proto/config.c - the table of configuration keys and everything it drives:
- * defaults, parsing (INI through inih), validation, rendering for the
- * control socket, the example file and the key list of verona.conf(5).
+/* proto/config.c - a config from the key table (proto/config_keys.c):
+ * defaults, parsing (INI through inih), the checks of a whole config
+ * (config_finish). Rendering is proto/config_render.c, the example file
+ * and the man page's key list proto/config_doc.c.
  */
-#include "config.h"
+#include "config_keys.h"
 
 #include <libpq-fe.h>
 
@@ -12,6 +13,7 @@
 #include <ini.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,102 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum config_type {
-    CONFIG_INT = 0,  /* decimal integer within [min, max] */
-    CONFIG_STRING,   /* free text, bounded by the field's size */
-    CONFIG_PATH,     /* text; relative paths resolve against the file's folder */
-    CONFIG_ADDRESS,  /* host:port, [v6]:port */
-    CONFIG_RATE,     /* count/seconds */
-    CONFIG_CIDRS,    /* comma or space separated CIDR list */
-    CONFIG_CHOICE,   /* one word of `choices` */
-};
-
-struct config_key {
-    const char *name;
-    enum config_type type;
-    size_t offset;
-    size_t size;        /* for text fields */
-    long min, max;      /* for CONFIG_INT and CONFIG_RATE parts */
-    const char *def;    /* default in text form; "" = empty/automatic */
-    const char *choices;
-    const char *help;
-};
-
-/* The COUNT of a CONFIG_RATE ("COUNT/SECONDS"); its SECONDS are bounded by
- * the key's min and max. */
-#define CONFIG_RATE_COUNT_MIN 1
-#define CONFIG_RATE_COUNT_MAX 1000000
-
-#define TEXT(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
-#define NUM(f) offsetof(struct config, f), 0
-
-static const struct config_key config_keys[] = {
-    { "listen", CONFIG_ADDRESS, TEXT(listen), 0, 0, "127.0.0.1:8080", NULL,
-      "address the login API listens on (host:port, [v6]:port)" },
-    { "database_url", CONFIG_STRING, TEXT(database_url), 0, 0, "postgresql:///verona", NULL,
-      "libpq connection URL, one host or several (postgresql://db1:5432,db2:5432/verona: the workers find the primary); VERONA_DATABASE_URL or DATABASE_URL override it (make run sets it)" },
-    { "workers", CONFIG_INT, NUM(workers), 0, 128, "0", NULL,
-      "number of login workers, 1-128 (0 = one per CPU)" },
-    { "worker_binary", CONFIG_PATH, TEXT(worker_binary), 0, 0, "", NULL,
-      "worker program (empty = verona-worker beside verona)" },
-    { "admin_socket", CONFIG_PATH, TEXT(admin_socket), 0, 0, "./var/verona.sock", NULL,
-      "Unix socket of verona ctl (mode 0600)" },
-    { "metrics_listen", CONFIG_ADDRESS, TEXT(metrics_listen), 0, 0, "127.0.0.1:9180", NULL,
-      "address of the Prometheus /metrics endpoint" },
-    { "user", CONFIG_STRING, TEXT(user), 0, 0, "", NULL,
-      "run as this user once the sockets are bound, when verona serve starts as root: the supervisor and every worker (empty = stay as started)" },
-    { "health_interval_ms", CONFIG_INT, NUM(health_interval_ms), 10, 60000, "500", NULL,
-      "how often the supervisor pings each worker" },
-    { "health_timeout_ms", CONFIG_INT, NUM(health_timeout_ms), 50, 600000, "2000", NULL,
-      "a worker silent this long is killed and replaced" },
-    { "memory_soft_limit_mb", CONFIG_INT, NUM(memory_soft_limit_mb), 8, 1048576, "256", NULL,
-      "RSS above which a worker is replaced gracefully" },
-    { "memory_hard_limit_mb", CONFIG_INT, NUM(memory_hard_limit_mb), 8, 1048576, "512", NULL,
-      "RSS above which a worker is killed at once" },
-    { "drain_timeout_ms", CONFIG_INT, NUM(drain_timeout_ms), 10, 3600000, "10000", NULL,
-      "a draining worker is killed after this long" },
-    { "ready_timeout_ms", CONFIG_INT, NUM(ready_timeout_ms), 10, 3600000, "10000", NULL,
-      "a new worker must report ready within this" },
-    { "probation_ms", CONFIG_INT, NUM(probation_ms), 0, 3600000, "10000", NULL,
-      "how long a new build is watched during a rollout" },
-    { "argon2_opslimit", CONFIG_INT, NUM(argon2_opslimit), 1, 32, "2", NULL,
-      "Argon2id passes (crypto_pwhash opslimit)" },
-    { "argon2_memlimit_kib", CONFIG_INT, NUM(argon2_memlimit_kib), 8, 4194304, "19456", NULL,
-      "Argon2id memory cost in KiB" },
-    { "hash_threads", CONFIG_INT, NUM(hash_threads), 0, 128, "0", NULL,
-      "Argon2 threads per worker (0 = 2 x CPUs, fewer if half of memory_soft_limit_mb cannot hold a hash a thread); all workers together run one hash a CPU at most" },
-    { "hash_queue_max", CONFIG_INT, NUM(hash_queue_max), 1, 100000, "64", NULL,
-      "hashes queued per worker before answering 503" },
-    { "db_pool_size", CONFIG_INT, NUM(db_pool_size), 1, 64, "4", NULL,
-      "PostgreSQL connections per worker" },
-    { "session_ttl_s", CONFIG_INT, NUM(session_ttl_s), 60, 31536000, "43200", NULL,
-      "absolute session lifetime in seconds" },
-    /* At least 120: last use is written at most once a minute, so a shorter
-     * idle limit could end a session in use. */
-    { "session_idle_s", CONFIG_INT, NUM(session_idle_s), 120, 31536000, "1800", NULL,
-      "a session unused this long expires" },
-    { "password_min_length", CONFIG_INT, NUM(password_min_length), 8, 64, "12", NULL,
-      "shortest accepted password, in characters" },
-    { "throttle_account_address", CONFIG_RATE, NUM(throttle_account_address), 1, 31536000, "5/900", NULL,
-      "failures per username and client address / seconds" },
-    { "throttle_address", CONFIG_RATE, NUM(throttle_address), 1, 31536000, "50/900", NULL,
-      "failures per client address / seconds" },
-    { "throttle_account", CONFIG_RATE, NUM(throttle_account), 1, 31536000, "100/86400", NULL,
-      "failures per username from unknown addresses / seconds" },
-    { "trusted_proxies", CONFIG_CIDRS, TEXT(trusted_proxies), 0, 0, "", NULL,
-      "CIDRs whose X-Forwarded-For is believed (comma separated; repeat the key for more)" },
-    { "audit_retention_days", CONFIG_INT, NUM(audit_retention_days), 1, 36500, "90", NULL,
-      "login audit rows older than this are deleted" },
-    { "registration", CONFIG_CHOICE, TEXT(registration), 0, 0, "open", "open closed",
-      "open, or closed (POST /v1/users answers 403)" },
-    { "max_connections", CONFIG_INT, NUM(max_connections), 1, 1048576, "16384", NULL,
-      "client connections per worker; at the cap a worker takes no more until one closes (the others and the backlog take them); the open-files limit is raised to fit" },
-    { "db_failover_wait_ms", CONFIG_INT, NUM(db_failover_wait_ms), 0, 60000, "5000", NULL,
-      "a request that needs PostgreSQL waits this long for a primary (a failover) before 503; readyz turns 503 only after it" },
-};
-
-#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
-_Static_assert(CONFIG_KEY_COUNT <= CONFIG_KEYS_MAX, "struct config: key_line too short");
+#define CONFIG_KEY_COUNT config_key_count
 
 static void config_error(char *err, size_t errsize, const char *fmt, ...)
 {
@@ -128,126 +35,6 @@ static void config_error(char *err, size_t errsize, const char *fmt, ...)
     va_end(ap);
 }
 
-static const struct config_key *config_key_find(const char *name)
-{
-    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
-        if (strcmp(config_keys[i].name, name) == 0)
-            return &config_keys[i];
-    return NULL;
-}
-
-int config_parse_long(const char *text, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    if (*text == '\0')
-        return -1;
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Splits host:port or [v6]:port; the host must be a numeric address. */
-int config_address_parse(const char *text, void *out)
-{
-    struct sockaddr_storage *ss = out;
-    char host[64];
-    const char *colon;
-    size_t hostlen;
-    long port;
-    int bracketed = text[0] == '[';
-
-    memset(ss, 0, sizeof(*ss));
-    if (bracketed) {
-        const char *close = strchr(text, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        hostlen = (size_t)(close - text - 1);
-        colon = close + 1;
-        text++;
-    } else {
-        colon = strrchr(text, ':');
-        if (colon == NULL)
-            return -1;
-        hostlen = (size_t)(colon - text);
-    }
-    if (hostlen == 0 || hostlen >= sizeof(host) || config_parse_long(colon + 1, 1, 65535, &port) != 0)
-        return -1;
-    memcpy(host, text, hostlen);
-    host[hostlen] = '\0';
-    if (!bracketed && inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-        ((struct sockaddr_in *)ss)->sin_family = AF_INET;
-        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-        return 0;
-    }
-    if (bracketed && inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-        ((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-        return 0;
-    }
-    return -1;
-}
-
-static int config_address_valid(const char *text)
-{
-    struct sockaddr_storage ss;
-
-    return config_address_parse(text, &ss) == 0;
-}
-
-int config_cidr_parse(const char *text, struct config_cidr *out)
-{
-    char buf[80];
-    char *slash;
-    long prefix;
-    int maxprefix;
-
-    if (strlen(text) >= sizeof(buf))
-        return -1;
-    strcpy(buf, text);
-    slash = strchr(buf, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, buf, out->addr) == 1) {
-        out->family = AF_INET;
-        maxprefix = 32;
-    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-        out->family = AF_INET6;
-        maxprefix = 128;
-    } else {
-        return -1;
-    }
-    prefix = maxprefix;
-    if (slash != NULL && config_parse_long(slash + 1, 0, maxprefix, &prefix) != 0)
-        return -1;
-    out->prefix = (int)prefix;
-    return 0;
-}
-
-int config_cidr_contains(const struct config_cidr *net, int family, const unsigned char *addr)
-{
-    int full, rest;
-
-    if (net->family != family)
-        return 0;
-    full = net->prefix / 8;
-    rest = net->prefix % 8;
-    if (memcmp(net->addr, addr, (size_t)full) != 0)
-        return 0;
-    if (rest != 0) {
-        unsigned char mask = (unsigned char)(0xff << (8 - rest));
-        if ((net->addr[full] & mask) != (addr[full] & mask))
-            return 0;
-    }
-    return 1;
-}
-
-/* Splits a CIDR list on commas and blanks; fills cfg->trusted_proxy. */
 static int config_cidrs_parse(struct config *cfg, const char *text, char *err, size_t errsize)
 {
     char buf[sizeof(cfg->trusted_proxies)];
@@ -391,7 +178,7 @@ struct config_parse_state {
     const char *base_dir;
     char *err;
     size_t errsize;
-    unsigned char seen[CONFIG_KEY_COUNT];
+    unsigned char seen[CONFIG_KEYS_MAX];
 };
 
 /* A second trusted_proxies line adds its networks to the first: a list
@@ -456,12 +243,8 @@ static int config_parse_result(int rc, const char *origin, char *msg, char *err,
     return -1;
 }
 
-/*
- * inih reads each line into a buffer of INI_MAX_LINE bytes (Debian builds
- * it without growing the buffer) and would read the rest of a longer line
- * as a line of its own: such a line is refused here, by its number.
- */
-#define CONFIG_LINE_MAX (INI_MAX_LINE - 2) /* bytes before the newline */
+/* inih would read the rest of a line over CONFIG_LINE_MAX as a line of
+ * its own: such a line is refused here, by its number. */
 #define CONFIG_FILE_MAX (1024 * 1024)
 
 static int config_check_lines(const char *text, const char *origin, char *err, size_t errsize)
@@ -601,33 +384,6 @@ int config_cpus(void)
     return cpus < 1 ? 1 : cpus > 4096 ? 4096 : (int)cpus;
 }
 
-static void config_render_value(const struct config *cfg, const struct config_key *key, char *buf,
-                                size_t size);
-
-/*
- * Whether "name = value" reads back as the same value: inih strips the
- * spaces around a value, cuts it at ';' after a space (an inline comment:
- * the " = " before the value counts) and reads a line at a time. A file
- * cannot produce such a value, but the environment's URL and config_set()
- * can, and the workers get their settings rendered.
- */
-static bool config_value_renders(const char *value)
-{
-    size_t len = strlen(value);
-
-    if (len == 0)
-        return true;
-    if (isspace((unsigned char)value[0]) || isspace((unsigned char)value[len - 1]) || value[0] == ';')
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (value[i] == '\n' || value[i] == '\r')
-            return false;
-        if (value[i] == ';' && i > 0 && isspace((unsigned char)value[i - 1]))
-            return false;
-    }
-    return true;
-}
-
 int config_finish(struct config *cfg, char *err, size_t errsize)
 {
     const char *url = getenv("VERONA_DATABASE_URL");
@@ -731,225 +487,3 @@ int config_finish(struct config *cfg, char *err, size_t errsize)
     return 0;
 }
 
-static void config_render_value(const struct config *cfg, const struct config_key *key, char *buf,
-                                size_t size)
-{
-    const char *field = (const char *)cfg + key->offset;
-
-    switch (key->type) {
-    case CONFIG_INT:
-        snprintf(buf, size, "%d", *(const int *)field);
-        break;
-    case CONFIG_RATE: {
-        const struct config_rate *rate = (const struct config_rate *)field;
-        snprintf(buf, size, "%d/%d", rate->count, rate->seconds);
-        break;
-    }
-    default:
-        snprintf(buf, size, "%s", field);
-        break;
-    }
-}
-
-/* Appends "name = value\n" to out (*len bytes of *cap); 0, or -1 with
- * *out freed when memory runs out. */
-static int config_render_line(char **out, size_t *len, size_t *cap, const char *name, const char *value)
-{
-    int n = snprintf(NULL, 0, "%s = %s\n", name, value);
-
-    if (*len + (size_t)n + 1 > *cap) {
-        size_t want = (*len + (size_t)n + 1) * 2;
-        char *bigger = realloc(*out, want);
-
-        if (bigger == NULL) {
-            free(*out);
-            *out = NULL;
-            return -1;
-        }
-        *out = bigger;
-        *cap = want;
-    }
-    snprintf(*out + *len, *cap - *len, "%s = %s\n", name, value);
-    *len += (size_t)n;
-    return 0;
-}
-
-/* A network list as lines that each fit CONFIG_LINE_MAX (read back, the
- * repeated key appends). */
-static int config_render_cidrs(char **out, size_t *len, size_t *cap, const struct config_key *key,
-                               const char *field)
-{
-    char list[sizeof(((struct config *)0)->trusted_proxies)], line[CONFIG_LINE_MAX + 1] = "";
-    size_t room = CONFIG_LINE_MAX - strlen(key->name) - strlen(" = ");
-    char *save = NULL;
-
-    snprintf(list, sizeof(list), "%s", field);
-    for (char *tok = strtok_r(list, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
-        if (line[0] != '\0' && strlen(line) + 2 + strlen(tok) > room) {
-            if (config_render_line(out, len, cap, key->name, line) != 0)
-                return -1;
-            line[0] = '\0';
-        }
-        snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s", line[0] != '\0' ? ", " : "", tok);
-    }
-    return config_render_line(out, len, cap, key->name, line);
-}
-
-char *config_render(const struct config *cfg)
-{
-    size_t cap = 8192, len = 0;
-    char *out = malloc(cap);
-    char value[PATH_MAX + 64];
-
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
-        int rc;
-
-        if (config_keys[i].type == CONFIG_CIDRS) {
-            rc = config_render_cidrs(&out, &len, &cap, &config_keys[i], (const char *)cfg + config_keys[i].offset);
-        } else {
-            config_render_value(cfg, &config_keys[i], value, sizeof(value));
-            rc = config_render_line(&out, &len, &cap, config_keys[i].name, value);
-        }
-        if (rc != 0)
-            return NULL;
-    }
-    out[len] = '\0';
-    return out;
-}
-
-void config_write_example(FILE *out)
-{
-    fprintf(out, "# Verona configuration: every key with its default.\n"
-                 "# Relative paths resolve against this file's folder.\n"
-                 "# An unknown key or a bad value stops `verona serve` with FILE:LINE.\n\n");
-    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
-        fprintf(out, "# %s\n# %s = %s\n\n", config_keys[i].help, config_keys[i].name,
-                config_keys[i].def);
-}
-
-/* Writes the `len` bytes at `text` as roff text: a backslash as \e, a
- * hyphen as \- (what a reader types: verona-worker, X-Forwarded-For) or,
- * between two digits, an en dash (a range: 1-128), non-ASCII UTF-8 as
- * \[uXXXX] (a malformed byte as U+FFFD), and a line that would start with
- * a dot, an apostrophe or a blank (a request, or a break) guarded by \&. */
-static void config_man_escape(FILE *out, const char *text, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)text, *end = p + len;
-    int line_start = 1;
-
-    while (p < end) {
-        unsigned char c = *p;
-
-        if (line_start && (c == '.' || c == '\'' || c == ' ' || c == '\t'))
-            fputs("\\&", out);
-        line_start = c == '\n';
-        if (c == '\\') {
-            fputs("\\e", out);
-        } else if (c == '-') {
-            int range = p > (const unsigned char *)text && p + 1 < end && p[-1] >= '0' && p[-1] <= '9' &&
-                        p[1] >= '0' && p[1] <= '9';
-            fputs(range ? "\\(en" : "\\-", out);
-        } else if (c >= 0x80) {
-            int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 1;
-            unsigned long cp = n == 4 ? c & 0x07u : n == 3 ? c & 0x0fu : c & 0x1fu;
-
-            for (int i = 1; i < n; i++) {
-                if (p + i >= end || (p[i] & 0xc0) != 0x80) {
-                    n = 1;
-                    break;
-                }
-                cp = cp << 6 | (p[i] & 0x3fu);
-            }
-            if (n == 1 || (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
-                cp = 0xfffd;
-                n = 1;
-            }
-            fprintf(out, "\\[u%04lX]", cp);
-            p += n;
-            continue;
-        } else {
-            fputc(c, out);
-        }
-        p++;
-    }
-}
-
-/* A bound: a negative one with a minus sign, not a hyphen. */
-static void config_man_number(FILE *out, long v)
-{
-    if (v < 0)
-        fprintf(out, "\\-%lu", 0UL - (unsigned long)v);
-    else
-        fprintf(out, "%ld", v);
-}
-
-/* config_man_escape() of a whole string. */
-static void config_man_text(FILE *out, const char *text)
-{
-    config_man_escape(out, text, strlen(text));
-}
-
-void config_write_man(FILE *out)
-{
-    /* The form of a value, for the tag (roff already). */
-    static const char *const forms[] = {
-        [CONFIG_INT] = "\\fIinteger\\fR",
-        [CONFIG_STRING] = "\\fItext\\fR",
-        [CONFIG_PATH] = "\\fIpath\\fR",
-        [CONFIG_ADDRESS] = "\\fIhost\\fR:\\fIport\\fR",
-        [CONFIG_RATE] = "\\fIcount\\fR/\\fIseconds\\fR",
-        [CONFIG_CIDRS] = "\\fInetwork\\fR[, \\fInetwork\\fR ...]",
-        [CONFIG_CHOICE] = "", /* its choices instead */
-    };
-
-    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
-        const struct config_key *key = &config_keys[i];
-        size_t help_len = strlen(key->help);
-
-        /* The tag: name = form, or name = \fBopen\fR | \fBclosed\fR. */
-        fputs(".TP\n\\fB", out);
-        config_man_text(out, key->name);
-        fprintf(out, "\\fR = %s", forms[key->type]);
-        for (const char *p = key->type == CONFIG_CHOICE ? key->choices : ""; *p != '\0';) {
-            size_t len = strcspn(p, " ");
-
-            fputs(p == key->choices ? "\\fB" : " | \\fB", out);
-            config_man_escape(out, p, len);
-            fputs("\\fR", out);
-            p += len;
-            p += strspn(p, " ");
-        }
-        /* The help, a sentence; then the default and the bounds. */
-        fputc('\n', out);
-        if (help_len > 0) {
-            config_man_text(out, key->help);
-            fputs(key->help[help_len - 1] == '.' ? "\n.br\n" : ".\n.br\n", out);
-        }
-        fputs("Default: ", out);
-        if (key->def[0] == '\0') {
-            fputs("empty", out);
-        } else {
-            fputs("\\fB", out);
-            config_man_text(out, key->def);
-            fputs("\\fR", out);
-        }
-        fputc('.', out);
-        if (key->type == CONFIG_INT || key->type == CONFIG_RATE) {
-            if (key->type == CONFIG_RATE)
-                fprintf(out, " Range: \\fIcount\\fR %d\\(en%d, \\fIseconds\\fR ", CONFIG_RATE_COUNT_MIN,
-                        CONFIG_RATE_COUNT_MAX);
-            else
-                fputs(" Range: ", out);
-            config_man_number(out, key->min);
-            fputs("\\(en", out);
-            config_man_number(out, key->max);
-            fputc('.', out);
-        } else if (key->type == CONFIG_CIDRS) {
-            fprintf(out, " At most %d networks.", CONFIG_CIDR_MAX);
-        }
-        fputc('\n', out);
-    }
-}

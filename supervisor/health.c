@@ -40,7 +40,7 @@ void health_check(const struct health_input *in, struct health_report *out)
         snprintf(out->detail, sizeof(out->detail), "still draining after drain_timeout_ms");
         return;
     }
-    if (in->state != WORKER_STARTING)
+    if (in->state != WORKER_SPAWNED && in->state != WORKER_CONFIGURED)
         return;
     /* A rollout's new worker cannot be expected to reach PostgreSQL while
      * no serving worker does: its ready clock starts again when the

@@ -13,7 +13,7 @@ static void history_totals(const struct pool *pool, uint64_t *requests, uint64_t
     struct control_counters total = pool->gone;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED)
+        if (pool_worker_phase(w) != PHASE_GONE)
             control_counters_add(&total, &w->counters);
     *requests = *errors = 0;
     for (int r = 0; r < ROUTE_COUNT; r++)

@@ -35,27 +35,27 @@ char *metrics_render(struct supervisor *sup)
     struct pool *pool = &sup->pool;
     struct textbuf b;
     struct control_counters total = pool->gone;
-    int states[4] = { 0, 0, 0, 0 }, backoff = 0, db_up = 0, hash_queue = 0, connections = 0, in_flight = 0;
+    int states[PHASE_COUNT] = { 0 }, backoff = 0, db_up = 0, hash_queue = 0, connections = 0, in_flight = 0;
 
     textbuf_init(&b, 16384);
     if (b.failed)
         return NULL;
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-        if (w->state == WORKER_EXITED)
+        if (pool_worker_phase(w) == PHASE_GONE)
             continue;
         control_counters_add(&total, &w->counters);
-        states[w->state]++;
-        db_up |= w->state == WORKER_READY && w->db_up;
+        states[pool_worker_phase(w)]++;
+        db_up |= pool_worker_phase(w) == PHASE_READY && w->db_up;
         hash_queue += w->hash_queue;
         connections += w->connections;
         in_flight += w->in_flight;
     }
     for (int s = 0; s < pool->target && s < POOL_SLOTS_MAX; s++)
-        backoff += pool->slots[s].in_backoff && pool_slot_worker(pool, s) == NULL;
+        backoff += pool->slots[s].state == SLOT_BACKOFF && pool_slot_worker(pool, s) == NULL;
 
     metrics_header(&b, "verona_workers", "gauge", "Worker processes by state.");
-    for (int s = 0; s < 3; s++)
-        textbuf_printf(&b, "verona_workers{state=\"%s\"} %d\n", pool_worker_state_name((enum pool_worker_state)s), states[s]);
+    for (int s = PHASE_STARTING; s <= PHASE_DRAINING; s++)
+        textbuf_printf(&b, "verona_workers{state=\"%s\"} %d\n", pool_worker_phase_name((enum pool_worker_phase)s), states[s]);
     textbuf_printf(&b, "verona_workers{state=\"backoff\"} %d\n", backoff);
     metrics_header(&b, "verona_workers_target", "gauge", "The pool size the supervisor keeps.");
     textbuf_printf(&b, "verona_workers_target %d\n", pool->target);
@@ -67,7 +67,7 @@ char *metrics_render(struct supervisor *sup)
 
     metrics_header(&b, "verona_worker_rss_bytes", "gauge", "Resident memory of each worker, read from /proc.");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED)
+        if (pool_worker_phase(w) != PHASE_GONE)
             textbuf_printf(&b, "verona_worker_rss_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)memwatch_rss_bytes(w->pid));
 
@@ -76,18 +76,18 @@ char *metrics_render(struct supervisor *sup)
     metrics_header(&b, "verona_worker_memory_soft_limit_bytes", "gauge",
                    "RSS at which each worker is replaced gracefully (memory_soft_limit_mb).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED)
+        if (pool_worker_phase(w) != PHASE_GONE)
             textbuf_printf(&b, "verona_worker_memory_soft_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)metrics_worker_cfg(pool, w)->memory_soft_limit_mb << 20);
     metrics_header(&b, "verona_worker_memory_hard_limit_bytes", "gauge",
                    "RSS at which each worker is killed at once (memory_hard_limit_mb).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED)
+        if (pool_worker_phase(w) != PHASE_GONE)
             textbuf_printf(&b, "verona_worker_memory_hard_limit_bytes{slot=\"%d\",pid=\"%d\"} %llu\n", w->slot, w->pid,
                            (unsigned long long)metrics_worker_cfg(pool, w)->memory_hard_limit_mb << 20);
     metrics_header(&b, "verona_worker_db_up", "gauge", "1 when this worker reaches PostgreSQL (ready workers).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state == WORKER_READY)
+        if (pool_worker_phase(w) == PHASE_READY)
             textbuf_printf(&b, "verona_worker_db_up{slot=\"%d\",pid=\"%d\"} %d\n", w->slot, w->pid, w->db_up ? 1 : 0);
 
     metrics_header(&b, "verona_requests_total", "counter", "HTTP requests answered, by route and status.");
@@ -134,7 +134,7 @@ char *metrics_render(struct supervisor *sup)
     textbuf_printf(&b, "verona_db_primary_changes_total %llu\n", (unsigned long long)total.db_primary_changes);
     metrics_header(&b, "verona_worker_db_host", "gauge", "The PostgreSQL primary each worker uses (value 1).");
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED && w->db_host[0] != '\0')
+        if (pool_worker_phase(w) != PHASE_GONE && w->db_host[0] != '\0')
             textbuf_printf(&b, "verona_worker_db_host{slot=\"%d\",host=\"%s\"} 1\n", w->slot, w->db_host);
     metrics_header(&b, "verona_hash_queue_depth", "gauge", "Password hashes queued or running, all workers.");
     textbuf_printf(&b, "verona_hash_queue_depth %d\n", hash_queue);

@@ -37,7 +37,7 @@ void notify_tick(struct notify *n, struct supervisor *sup)
     int ready = 0;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        ready += w->state == WORKER_READY;
+        ready += pool_worker_phase(w) == PHASE_READY;
     if (rollout_active(&pool->rollout))
         snprintf(status, sizeof(status), "%d/%d workers ready; rollout %s %d/%d slots", ready, pool->target,
                  rollout_state_name(r->state), r->slots_done, r->slots_total);

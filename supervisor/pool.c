@@ -47,7 +47,7 @@ static void pool_rollout_view(struct pool *pool, struct rollout_view *view)
     view->target = pool->target;
     view->good = pool->good;
     for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-        if (w->state == WORKER_STARTING && w->replaces != NULL)
+        if (pool_worker_phase(w) == PHASE_STARTING && w->replaces != NULL)
             view->surge_pending = 1;
         if (w->build == pool->rollout.to && w->state != WORKER_EXITED)
             view->to_alive = 1;
@@ -56,12 +56,12 @@ static void pool_rollout_view(struct pool *pool, struct rollout_view *view)
         struct rollout_slot *s = &view->slots[slot];
         struct pool_worker *w = pool_slot_worker(pool, slot);
 
-        s->in_backoff = pool->slots[slot].in_backoff;
+        s->in_backoff = pool->slots[slot].state == SLOT_BACKOFF;
         if (w == NULL)
             continue;
         s->worker = w;
         s->build = w->build;
-        s->starting = w->state == WORKER_STARTING;
+        s->starting = pool_worker_phase(w) == PHASE_STARTING;
         s->ready = w->state == WORKER_READY;
     }
 }
@@ -138,11 +138,44 @@ int pool_rollout_start(struct pool *pool, struct build *to, char *err, size_t er
     return 0;
 }
 
+/* ---- the slots' machine ---- */
+
+static const char *const pool_slot_state_names[] = { "empty", "starting", "serving", "replacing", "backoff", "retired" };
+
+const char *pool_slot_state_name(enum pool_slot_state state)
+{
+    return (unsigned)state < sizeof(pool_slot_state_names) / sizeof(pool_slot_state_names[0])
+               ? pool_slot_state_names[state]
+               : "?";
+}
+
+static void pool_slot_set_state(struct pool_slot *slot, enum pool_slot_state next)
+{
+    if (slot->state == next)
+        return;
+    log_emit(LOG_INFO, "slot_state",
+             json_pack("{s:i, s:s, s:s}", "slot", (int)(slot - slot->pool->slots), "from",
+                       pool_slot_state_name(slot->state), "to", pool_slot_state_name(next)));
+    slot->state = next;
+}
+
+/* What a slot below the target is, from its workers (not in backoff). */
+static enum pool_slot_state pool_slot_state_of(struct pool *pool, int slot)
+{
+    const struct pool_worker *front = pool_slot_worker(pool, slot);
+
+    if (front == NULL)
+        return SLOT_EMPTY;
+    if (front->replaces != NULL)
+        return SLOT_REPLACING;
+    return front->state == WORKER_READY ? SLOT_SERVING : SLOT_STARTING;
+}
+
 static void pool_slot_on_backoff_end(uv_timer_t *t)
 {
     struct pool_slot *slot = t->data;
 
-    slot->in_backoff = 0;
+    pool_slot_set_state(slot, SLOT_EMPTY);
     pool_reconcile(slot->pool);
 }
 
@@ -177,7 +210,7 @@ static void pool_slot_backoff(struct pool *pool, const struct pool_worker *w, in
         delay = POOL_BACKOFF_MAX_MS;
     slot->failures++;
     if (delay > 0 && w->slot < pool->target) {
-        slot->in_backoff = 1;
+        pool_slot_set_state(slot, SLOT_BACKOFF);
         slot->backoff_until_ms = pool_now_ms(pool) + delay;
         uv_timer_start(&slot->timer, pool_slot_on_backoff_end, delay, 0);
         log_emit(LOG_WARN, "slot_backoff",
@@ -211,7 +244,7 @@ struct pool_worker *pool_slot_worker(struct pool *pool, int slot)
     struct pool_worker *found = NULL;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->slot == slot && (w->state == WORKER_STARTING || w->state == WORKER_READY) &&
+        if (w->slot == slot && pool_worker_holds_slot(w) &&
             (found == NULL || w->replaces == found))
             found = w;
     return found;
@@ -227,7 +260,7 @@ struct build *pool_build_for(const struct pool *pool, const struct pool_worker *
 
 struct pool_worker *pool_replace(struct pool_worker *old, enum pool_reason reason, struct build *build)
 {
-    if (old->being_replaced || old->state != WORKER_READY)
+    if (old->state != WORKER_READY || pool_worker_being_replaced(old))
         return NULL;
     old->kill_reason = (int)reason;
     log_emit(LOG_INFO, "worker_replace",
@@ -241,22 +274,32 @@ void pool_reconcile(struct pool *pool)
     if (pool->sup->state != SUPERVISOR_RUNNING)
         return;
     for (int slot = 0; slot < POOL_SLOTS_MAX; slot++) {
-        struct pool_worker *w = pool_slot_worker(pool, slot);
+        struct pool_slot *s = &pool->slots[slot];
 
         if (slot >= pool->target) {
             /* Scaled down: drain whatever still serves these slots. */
-            for (struct pool_worker *o = pool->workers; o != NULL; o = o->next)
-                if (o->slot == slot && (o->state == WORKER_STARTING || o->state == WORKER_READY))
+            int left = 0;
+
+            for (struct pool_worker *o = pool->workers; o != NULL; o = o->next) {
+                if (o->slot != slot || o->state == WORKER_EXITED)
+                    continue;
+                left = 1;
+                if (pool_worker_holds_slot(o))
                     pool_worker_drain(o, REASON_SCALE);
+            }
+            pool_slot_set_state(s, left ? SLOT_RETIRED : SLOT_EMPTY);
             continue;
         }
-        if (w == NULL && !pool->slots[slot].in_backoff)
+        if (s->state == SLOT_BACKOFF)
+            continue;
+        if (pool_slot_worker(pool, slot) == NULL)
             pool_worker_spawn(pool, slot, NULL, pool->build);
+        pool_slot_set_state(s, pool_slot_state_of(pool, slot));
     }
-    /* Nobody accepting (every worker gone): the first hello'd one serves. */
+    /* Nobody accepting (every worker gone): the first configured one serves. */
     if (!pool_worker_any_accepting(pool)) {
         for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-            if (w->state == WORKER_STARTING && w->hello) {
+            if (w->state == WORKER_CONFIGURED) {
                 pool_worker_accept(w);
                 break;
             }
@@ -272,8 +315,7 @@ static struct pool_worker *pool_slot_sole(struct pool *pool, int slot)
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
         if (w->slot != slot || w->state == WORKER_EXITED)
             continue;
-        if (sole != NULL || w->being_replaced || w->replaces != NULL ||
-            (w->state != WORKER_STARTING && w->state != WORKER_READY))
+        if (sole != NULL || pool_worker_being_replaced(w) || w->replaces != NULL || !pool_worker_holds_slot(w))
             return NULL;
         sole = w;
     }
@@ -327,7 +369,7 @@ void pool_scale(struct pool *pool, int target)
         pool_keep_oldest(pool, target);
         /* A slot being shrunk away may sit in backoff: end that. */
         for (int s = target; s < pool->target; s++) {
-            pool->slots[s].in_backoff = 0;
+            pool_slot_set_state(&pool->slots[s], SLOT_EMPTY);
             uv_timer_stop(&pool->slots[s].timer);
         }
     }
@@ -348,11 +390,12 @@ int pool_recycle(struct pool *pool, int pid)
 void pool_stop(struct pool *pool, int immediate)
 {
     for (int s = 0; s < POOL_SLOTS_MAX; s++) {
-        pool->slots[s].in_backoff = 0;
+        if (pool->slots[s].state == SLOT_BACKOFF)
+            pool_slot_set_state(&pool->slots[s], SLOT_EMPTY);
         uv_timer_stop(&pool->slots[s].timer);
     }
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
-        if (w->state == WORKER_EXITED)
+        if (w->state >= WORKER_KILLED)
             continue;
         if (immediate)
             pool_worker_kill(w, REASON_SCALE, "immediate stop");
@@ -375,7 +418,7 @@ void pool_tick(struct pool *pool)
         struct health_report report;
         struct control_msg ping;
 
-        if (w->state == WORKER_EXITED || w->killed)
+        if (w->state >= WORKER_KILLED)
             continue;
         w->rss_bytes = memwatch_rss_bytes(w->pid);
         /* Each worker by its own build's settings: a rollout's new workers
@@ -383,7 +426,7 @@ void pool_tick(struct pool *pool)
         in = (struct health_input){
             .cfg = w->build != NULL ? &w->build->cfg : &pool->sup->cfg,
             .state = w->state,
-            .hello = w->hello,
+            .hello = w->state != WORKER_SPAWNED,
             .now_ms = now,
             .rss_bytes = w->rss_bytes,
             .last_pong_ms = w->last_pong_ms,
@@ -421,10 +464,10 @@ void pool_tick(struct pool *pool)
             rollout_on_memory(&pool->rollout, &view, w->slot, w->pid, w->rss_bytes, &plan);
             pool_rollout_apply(pool, &plan);
             pool_rollout_step(pool); /* its replacement by the good build */
-        } else if (report.over_soft_limit && w->state == WORKER_READY && !w->being_replaced) {
+        } else if (report.over_soft_limit && w->state == WORKER_READY && !pool_worker_being_replaced(w)) {
             pool_replace(w, REASON_MEMORY, pool_build_for(pool, w));
         }
-        if (w->hello) {
+        if (w->state != WORKER_SPAWNED) {
             memset(&ping, 0, sizeof(ping));
             ping.type = CONTROL_PING;
             ping.seq = ++w->ping_seq;

@@ -3,8 +3,11 @@
  * A slot is a place in the pool (0 .. target-1); normally one worker
  * process serves it. While a worker is being replaced (memory, recycle),
  * its replacement starts in the same slot and the old one drains only
- * once the new one is ready. Each worker process is one state machine
- * (enum pool_worker_state, changed only by pool_worker_set_state()).
+ * once the new one is ready. Two machines, each changed in one place and
+ * logged: each slot's (enum pool_slot_state, pool_slot_set_state(), worked
+ * out again by pool_reconcile() after every event, in the manner of
+ * PostgreSQL's PostmasterStateMachine()) and each worker process's (enum
+ * pool_worker_state, pool_worker_set_state() in pool_worker.c).
  */
 #ifndef VERONA_SUPERVISOR_POOL_H
 #define VERONA_SUPERVISOR_POOL_H
@@ -19,13 +22,26 @@
 #define POOL_SLOTS_MAX 128
 
 enum pool_worker_state {
-    WORKER_STARTING = 0, /* spawned: hello, settings, waiting for ready */
+    WORKER_SPAWNED = 0,  /* started: waiting for its hello */
+    WORKER_CONFIGURED,   /* its hello answered with its settings: waiting for ready */
     WORKER_READY,        /* accepting on the shared socket */
-    WORKER_DRAINING,     /* told to drain: finishing, then exits */
-    WORKER_EXITED,       /* reaped; handles closing */
+    WORKER_DRAINING,     /* told to drain: finishing, then it exits */
+    WORKER_KILLED,       /* SIGKILL sent: waiting for its exit (killed_in: what it was) */
+    WORKER_EXITING,      /* reaped: its last counters are being read */
+    WORKER_EXITED,       /* gone: its handles are closing */
 };
 
-/* The state's name in logs, status, metrics and the status page. */
+/* What status, metrics and the status page show of a worker: starting
+ * (spawned, configured), ready, draining; a killed worker shows what it
+ * was until it is reaped. */
+enum pool_worker_phase { PHASE_STARTING = 0, PHASE_READY, PHASE_DRAINING, PHASE_GONE, PHASE_COUNT };
+
+enum pool_worker_phase pool_worker_phase(const struct pool_worker *w);
+
+/* The phase's name ("starting", "ready", "draining", "exited"). */
+const char *pool_worker_phase_name(enum pool_worker_phase phase);
+
+/* The state's own name, for the log ("spawned", "configured", "killed", ...). */
 const char *pool_worker_state_name(enum pool_worker_state state);
 
 /* Why a worker was replaced (the restarts_by_reason index). */
@@ -43,6 +59,17 @@ extern const char *const pool_reason_names[REASON_COUNT];
 
 struct pool;
 
+enum pool_slot_state {
+    SLOT_EMPTY = 0,    /* no worker: one is spawned at the next step */
+    SLOT_STARTING,     /* its worker is starting */
+    SLOT_SERVING,      /* its worker is ready */
+    SLOT_REPLACING,    /* a replacement starts beside its serving worker */
+    SLOT_BACKOFF,      /* its workers kept dying: waiting before the next one */
+    SLOT_RETIRED,      /* beyond the target: what is left in it drains */
+};
+
+const char *pool_slot_state_name(enum pool_slot_state state);
+
 struct pool_worker {
     struct pool *pool;
     struct pool_worker *next;
@@ -51,18 +78,13 @@ struct pool_worker {
     enum pool_worker_state state;
     uv_process_t process;
     uv_pipe_t control;
+    enum pool_worker_state killed_in; /* WORKER_KILLED: the state it was killed in */
     int handles_open;            /* process + control; freed at 0 */
     char *in;                    /* owned: control bytes not yet decoded */
     size_t in_len;
-    int hello;                   /* hello received, settings sent */
-    int reported_ready;          /* ready received */
-    int accepting;               /* ACCEPT sent */
-    int killed;                  /* SIGKILL sent */
-    int exiting;                 /* reaped: its last bytes are being read */
     int kill_reason;             /* REASON_* when killed or drained on purpose, else -1 */
     char kill_detail[96];        /* why it was killed, in words (rollout halts say it) */
     struct pool_worker *replaces;/* the worker to drain once this one is ready */
-    int being_replaced;          /* a replacement for this one is starting */
     uint64_t started_ms, ready_ms, last_pong_ms, drain_ms;
     uint64_t ready_clock_ms;     /* ready_timeout_ms counts from here (reset while the database is down for all) */
     uint64_t ping_seq;
@@ -76,9 +98,9 @@ struct pool_worker {
 };
 
 struct pool_slot {
+    enum pool_slot_state state;  /* changed only by pool_slot_set_state() */
     int failures;                /* consecutive quick deaths */
     uint64_t restarts;
-    int in_backoff;
     uint64_t backoff_until_ms;
     uv_timer_t timer;
     struct pool *pool;
@@ -146,6 +168,13 @@ void pool_worker_drain(struct pool_worker *w, enum pool_reason reason);
 
 /* 1 when some worker takes traffic. */
 int pool_worker_any_accepting(const struct pool *pool);
+
+/* 1 while a replacement for `w` is starting. */
+int pool_worker_being_replaced(const struct pool_worker *w);
+
+/* 1 for a worker that serves or starts for its slot: spawned, configured
+ * or ready (also once killed, until reaped: its slot waits for its exit). */
+int pool_worker_holds_slot(const struct pool_worker *w);
 
 /* The worker serving `slot` (starting or ready, not draining), or NULL;
  * when a replacement is starting, the replacement. */

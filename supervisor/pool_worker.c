@@ -22,11 +22,48 @@ const char *const pool_reason_names[REASON_COUNT] = {
     "crash", "hang", "memory", "reload", "scale", "recycle",
 };
 
-static const char *const pool_state_names[] = { "starting", "ready", "draining", "exited" };
+static const char *const pool_state_names[] = { "spawned", "configured", "ready", "draining",
+                                                "killed", "exiting", "exited" };
+static const char *const pool_phase_names[] = { "starting", "ready", "draining", "exited" };
 
 const char *pool_worker_state_name(enum pool_worker_state state)
 {
     return (unsigned)state < sizeof(pool_state_names) / sizeof(pool_state_names[0]) ? pool_state_names[state] : "?";
+}
+
+const char *pool_worker_phase_name(enum pool_worker_phase phase)
+{
+    return (unsigned)phase < sizeof(pool_phase_names) / sizeof(pool_phase_names[0]) ? pool_phase_names[phase] : "?";
+}
+
+enum pool_worker_phase pool_worker_phase(const struct pool_worker *w)
+{
+    switch (w->state == WORKER_KILLED ? w->killed_in : w->state) {
+    case WORKER_SPAWNED:
+    case WORKER_CONFIGURED:
+        return PHASE_STARTING;
+    case WORKER_READY:
+        return PHASE_READY;
+    case WORKER_DRAINING:
+        return PHASE_DRAINING;
+    default:
+        return PHASE_GONE;
+    }
+}
+
+int pool_worker_holds_slot(const struct pool_worker *w)
+{
+    enum pool_worker_phase phase = pool_worker_phase(w);
+
+    return phase == PHASE_STARTING || phase == PHASE_READY;
+}
+
+int pool_worker_being_replaced(const struct pool_worker *w)
+{
+    for (const struct pool_worker *o = w->pool->workers; o != NULL; o = o->next)
+        if (o->replaces == w)
+            return 1;
+    return 0;
 }
 
 uint64_t pool_now_ms(const struct pool *pool)
@@ -93,9 +130,10 @@ static void pool_send_simple(struct pool_worker *w, enum control_type type)
 
 void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char *detail)
 {
-    if (w->killed || w->state == WORKER_EXITED)
+    if (w->state >= WORKER_KILLED)
         return;
-    w->killed = 1;
+    w->killed_in = w->state;
+    pool_worker_set_state(w, WORKER_KILLED);
     if (w->kill_reason < 0)
         w->kill_reason = (int)reason;
     snprintf(w->kill_detail, sizeof(w->kill_detail), "%s: %s", pool_reason_names[reason], detail);
@@ -108,7 +146,7 @@ void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char
 
 void pool_worker_drain(struct pool_worker *w, enum pool_reason reason)
 {
-    if (w->state == WORKER_DRAINING || w->state == WORKER_EXITED)
+    if (w->state >= WORKER_DRAINING)
         return;
     if (w->kill_reason < 0)
         w->kill_reason = (int)reason;
@@ -125,7 +163,7 @@ void pool_worker_drain(struct pool_worker *w, enum pool_reason reason)
 int pool_worker_any_accepting(const struct pool *pool)
 {
     for (const struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state == WORKER_READY && w->accepting)
+        if (w->state == WORKER_READY)
             return 1;
     return 0;
 }
@@ -133,16 +171,14 @@ int pool_worker_any_accepting(const struct pool *pool)
 /* Lets `w` take traffic, and drains the worker it replaces. */
 void pool_worker_accept(struct pool_worker *w)
 {
-    if (w->accepting || w->state != WORKER_STARTING)
+    if (w->state != WORKER_SPAWNED && w->state != WORKER_CONFIGURED)
         return;
-    w->accepting = 1;
     w->ready_ms = pool_now_ms(w->pool);
     pool_send_simple(w, CONTROL_ACCEPT);
     pool_worker_set_state(w, WORKER_READY);
     if (w->replaces != NULL) {
         struct pool_worker *old = w->replaces;
         w->replaces = NULL;
-        old->being_replaced = 0;
         pool_worker_drain(old, old->kill_reason >= 0 ? (enum pool_reason)old->kill_reason
                                                      : REASON_RECYCLE);
     }
@@ -157,11 +193,12 @@ static void pool_worker_on_message(struct pool_worker *w, struct control_msg *ms
         struct control_msg settings;
         char *text;
 
-        if (w->hello) {
+        if (w->state == WORKER_DRAINING)
+            return; /* drained before its settings: it exits at the DRAIN already sent */
+        if (w->state != WORKER_SPAWNED) {
             pool_worker_kill(w, REASON_CRASH, "second hello");
             return;
         }
-        w->hello = 1;
         snprintf(w->build_id, sizeof(w->build_id), "%s", msg->build_id);
         text = config_render(&w->build->cfg);
         if (text == NULL) {
@@ -173,20 +210,19 @@ static void pool_worker_on_message(struct pool_worker *w, struct control_msg *ms
         settings.settings = text;
         pool_worker_send(w, &settings);
         free(text);
+        pool_worker_set_state(w, WORKER_CONFIGURED);
         /* Cold start, or every worker gone: serve at once (503s while the
          * database is down beat a refused connection). */
-        if (!pool_worker_any_accepting(pool) && w->state == WORKER_STARTING && w->replaces == NULL)
+        if (!pool_worker_any_accepting(pool) && w->replaces == NULL)
             pool_worker_accept(w);
         return;
     }
     case CONTROL_READY:
-        w->reported_ready = 1;
         w->db_up = 1;
         log_emit(LOG_INFO, "worker_ready",
                  json_pack("{s:i, s:i, s:s, s:I}", "slot", w->slot, "worker_pid", w->pid, "build_id",
                            w->build_id, "startup_ms", (json_int_t)(pool_now_ms(pool) - w->started_ms)));
-        if (w->state == WORKER_STARTING)
-            pool_worker_accept(w);
+        pool_worker_accept(w); /* when it is not serving yet */
         rollout_on_ready(&pool->rollout, w->slot, w->pid, w->build, pool_now_ms(pool));
         return;
     case CONTROL_PONG:
@@ -256,10 +292,10 @@ static void pool_worker_read_rest(struct pool_worker *w)
 {
     uv_os_fd_t fd;
 
-    if (w->killed || uv_is_closing((uv_handle_t *)&w->control) ||
+    if (w->state == WORKER_KILLED || uv_is_closing((uv_handle_t *)&w->control) ||
         uv_fileno((uv_handle_t *)&w->control, &fd) != 0)
         return;
-    w->exiting = 1;
+    pool_worker_set_state(w, WORKER_EXITING);
     while (w->in_len < CONTROL_FRAME_MAX) {
         ssize_t n = read(fd, w->in + w->in_len, CONTROL_FRAME_MAX - w->in_len);
 
@@ -277,13 +313,13 @@ static void pool_worker_consume(struct pool_worker *w)
 {
     size_t used = 0;
 
-    while (used < w->in_len && w->state != WORKER_EXITED && !w->killed) {
+    while (used < w->in_len && w->state != WORKER_EXITED && w->state != WORKER_KILLED) {
         struct control_msg msg;
         char err[256];
         long n = control_msg_decode(w->in + used, w->in_len - used, &msg, err, sizeof(err));
 
         if (n < 0 || (n == 0 && w->in_len == CONTROL_FRAME_MAX)) {
-            if (!w->exiting) /* an exited worker's pid may belong to another process */
+            if (w->state != WORKER_EXITING) /* an exited worker's pid may belong to another process */
                 pool_worker_kill(w, REASON_CRASH, n < 0 ? err : "frame over 64 KiB");
             break;
         }
@@ -291,7 +327,7 @@ static void pool_worker_consume(struct pool_worker *w)
             break;
         used += (size_t)n;
         /* From an exited worker only its last counters and goodbye matter. */
-        if (!w->exiting || msg.type == CONTROL_PONG || msg.type == CONTROL_GOODBYE)
+        if (w->state != WORKER_EXITING || msg.type == CONTROL_PONG || msg.type == CONTROL_GOODBYE)
             pool_worker_on_message(w, &msg);
         control_msg_fini(&msg);
     }
@@ -323,8 +359,10 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
 {
     struct pool_worker *w = proc->data;
     struct pool *pool = w->pool;
-    enum pool_worker_state was = w->state;
-    int planned = was == WORKER_DRAINING && !w->killed;
+    /* What it was doing when it died (a killed one: when it was killed). */
+    enum pool_worker_state was = w->state == WORKER_KILLED ? w->killed_in : w->state;
+    int killed = w->state == WORKER_KILLED;
+    int planned = was == WORKER_DRAINING && !killed;
     int was_surge = w->replaces != NULL;
     enum pool_reason reason = w->kill_reason >= 0 ? (enum pool_reason)w->kill_reason : REASON_CRASH;
     struct pool_worker_exit how;
@@ -340,15 +378,12 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
                        "uptime_ms",
                        (json_int_t)(pool_now_ms(pool) - w->started_ms)));
     /* Reaped: from here on nothing may signal this pid again. */
-    w->state = WORKER_EXITED;
-    if (w->replaces != NULL) {
-        w->replaces->being_replaced = 0;
-        w->replaces = NULL;
-    }
+    pool_worker_set_state(w, WORKER_EXITED);
+    w->replaces = NULL;
     control_counters_add(&pool->gone, &w->counters);
     if (planned)
         detail[0] = '\0';
-    else if (w->killed && w->kill_detail[0] != '\0')
+    else if (killed && w->kill_detail[0] != '\0')
         snprintf(detail, sizeof(detail), "was killed (%s)", w->kill_detail);
     else if (term_signal != 0)
         snprintf(detail, sizeof(detail), "killed by signal %d (%s)", term_signal, pool_reason_names[reason]);
@@ -358,7 +393,7 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
     how.status = exit_status;
     how.unplanned = !planned;
     /* Drained on purpose, or already being replaced: its slot is served. */
-    how.slot_served = was == WORKER_DRAINING || w->being_replaced || was_surge;
+    how.slot_served = was == WORKER_DRAINING || pool_worker_being_replaced(w) || was_surge;
     how.spawn_failed = 0;
     how.detail = detail;
     uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
@@ -429,9 +464,7 @@ struct pool_worker *pool_worker_spawn(struct pool *pool, int slot, struct pool_w
                                         .slot_served = replaces != NULL, .spawn_failed = 1 };
         char detail[96];
 
-        w->state = WORKER_EXITED;
-        if (replaces != NULL)
-            replaces->being_replaced = 0;
+        pool_worker_set_state(w, WORKER_EXITED);
         w->replaces = NULL;
         uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
         uv_close((uv_handle_t *)&w->control, pool_on_handle_close);
@@ -441,8 +474,6 @@ struct pool_worker *pool_worker_spawn(struct pool *pool, int slot, struct pool_w
         return NULL;
     }
     w->pid = w->process.pid;
-    if (replaces != NULL)
-        replaces->being_replaced = 1;
     uv_read_start((uv_stream_t *)&w->control, pool_on_alloc, pool_on_read);
     log_emit(LOG_INFO, "worker_start",
              json_pack("{s:i, s:i, s:s, s:s, s:i}", "slot", slot, "worker_pid", w->pid, "binary", build->path,

@@ -195,6 +195,7 @@ int serve_main(int argc, char **argv)
     uv_timer_start(&sup->tick, supervisor_on_tick, (uint64_t)sup->cfg.health_interval_ms,
                    (uint64_t)sup->cfg.health_interval_ms);
     sup->started_ms = uv_now(sup->loop);
+    sup->started_at = time(NULL);
     notify_start(&sup->notify, sup);
     log_emit(LOG_INFO, "supervisor_started",
              json_pack("{s:s, s:i, s:s, s:s, s:s}", "listen", sup->cfg.listen, "workers", sup->cfg.workers,

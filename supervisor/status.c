@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "memwatch.h"
 #include "supervisor.h"
@@ -31,24 +32,24 @@ json_t *status_json(struct supervisor *sup)
         for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
             uint64_t n;
 
-            if (w->slot != slot || w->state == WORKER_EXITED)
+            if (w->slot != slot || pool_worker_phase(w) == PHASE_GONE)
                 continue;
             n = status_requests(&w->counters);
             w->rss_bytes = memwatch_rss_bytes(w->pid); /* now, not as of the last tick */
             requests += n;
             live++;
-            ready += w->state == WORKER_READY;
+            ready += pool_worker_phase(w) == PHASE_READY;
             shown = 1;
             json_array_append_new(
                 workers, json_pack("{s:i, s:i, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s, s:s}", "slot", slot, "pid", w->pid,
-                                   "state", pool_worker_state_name(w->state), "db_up", w->db_up, "db_host",
+                                   "state", pool_worker_phase_name(pool_worker_phase(w)), "db_up", w->db_up, "db_host",
                                    w->db_host[0] != '\0' ? json_string(w->db_host) : json_null(),
                                    "rss_bytes", (json_int_t)w->rss_bytes, "uptime_s",
                                    (json_int_t)((now - w->started_ms) / 1000), "requests", (json_int_t)n,
                                    "restarts", (json_int_t)pool->slots[slot].restarts, "build_id",
                                    w->build_id, "binary_sha256", w->build->sha256));
         }
-        if (!shown && pool->slots[slot].in_backoff && slot < pool->target)
+        if (!shown && pool->slots[slot].state == SLOT_BACKOFF && slot < pool->target)
             json_array_append_new(
                 workers, json_pack("{s:i, s:n, s:s, s:b, s:n, s:i, s:i, s:i, s:I, s:s, s:s, s:I}", "slot", slot, "pid",
                                    "state", "backoff", "db_up", 0, "db_host", "rss_bytes", 0, "uptime_s", 0, "requests", 0, "restarts",
@@ -70,10 +71,16 @@ json_t *status_json(struct supervisor *sup)
                               : json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "state", rollout_state_name(r->state),
                                           "from", r->from_sha, "to", r->to_sha, "slots_done", r->slots_done,
                                           "slots_total", r->slots_total, "reason", r->reason);
-        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:o}", "workers", workers, "totals",
-                         "workers", live, "target", pool->target, "ready", ready, "requests",
-                         (json_int_t)requests, "restarts", (json_int_t)restarts, "restarts_by_reason",
-                         by_reason, "rollout", rollout);
+        char started[32];
+        struct tm tm;
+
+        if (gmtime_r(&sup->started_at, &tm) == NULL || strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+            started[0] = '\0';
+        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:o, s:{s:i, s:s, s:s, s:i}}", "workers", workers,
+                         "totals", "workers", live, "target", pool->target, "ready", ready, "requests",
+                         (json_int_t)requests, "restarts", (json_int_t)restarts, "restarts_by_reason", by_reason,
+                         "rollout", rollout, "supervisor", "pid", (int)getpid(), "build_id", VERONA_BUILD_ID,
+                         "started_at", started, "upgrades", (int)sup->upgrades);
     }
 }
 
@@ -119,6 +126,17 @@ char *status_table(struct supervisor *sup)
         memcpy(out + len, line, (size_t)n + 1);
         len += (size_t)n;
     }
+    if (cap - len < 1024) { /* the last three lines: totals, rollout (its reason up to 255), supervisor */
+        char *bigger = realloc(out, len + 1024);
+
+        if (bigger == NULL) {
+            json_decref(doc);
+            free(out);
+            return NULL;
+        }
+        out = bigger;
+        cap = len + 1024;
+    }
     totals = json_object_get(doc, "totals");
     len += (size_t)snprintf(out + len, cap - len, "workers %lld/%lld ready %lld requests %lld restarts %lld\n",
                             (long long)json_integer_value(json_object_get(totals, "workers")),
@@ -128,15 +146,22 @@ char *status_table(struct supervisor *sup)
                             (long long)json_integer_value(json_object_get(totals, "restarts")));
     row = json_object_get(doc, "rollout");
     if (json_is_null(row))
-        snprintf(out + len, cap - len, "rollout: none\n");
+        len += (size_t)snprintf(out + len, cap - len, "rollout: none\n");
     else
-        snprintf(out + len, cap - len, "rollout: %s %.12s -> %.12s, %lld/%lld slots%s%s\n",
+        len += (size_t)snprintf(out + len, cap - len, "rollout: %s %.12s -> %.12s, %lld/%lld slots%s%s\n",
                  json_string_value(json_object_get(row, "state")), json_string_value(json_object_get(row, "from")),
                  json_string_value(json_object_get(row, "to")),
                  (long long)json_integer_value(json_object_get(row, "slots_done")),
                  (long long)json_integer_value(json_object_get(row, "slots_total")),
                  json_string_length(json_object_get(row, "reason")) > 0 ? ": " : "",
                  json_string_value(json_object_get(row, "reason")));
+    row = json_object_get(doc, "supervisor");
+    if (len < cap)
+        snprintf(out + len, cap - len, "supervisor: pid %lld, build %s, started %s, upgrades %lld\n",
+                 (long long)json_integer_value(json_object_get(row, "pid")),
+                 json_string_value(json_object_get(row, "build_id")),
+                 json_string_value(json_object_get(row, "started_at")),
+                 (long long)json_integer_value(json_object_get(row, "upgrades")));
     json_decref(doc);
     return out;
 }

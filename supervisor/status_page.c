@@ -76,9 +76,9 @@ static void page_summary(struct textbuf *b, struct supervisor *sup)
     int ready = 0, live = 0;
 
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED) {
+        if (pool_worker_phase(w) != PHASE_GONE) {
             live++;
-            ready += w->state == WORKER_READY;
+            ready += pool_worker_phase(w) == PHASE_READY;
         }
     textbuf_printf(b, "<h1>Verona</h1><p id=\"summary\">supervisor pid %d, up %llu s; <span class=\"%s\">%d ready</span>"
                       " of %d workers (target %d); good build <code>",
@@ -123,12 +123,12 @@ static void page_workers(struct textbuf *b, struct supervisor *sup)
         for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
             const struct config *cfg;
 
-            if (w->slot != slot || w->state == WORKER_EXITED)
+            if (w->slot != slot || pool_worker_phase(w) == PHASE_GONE)
                 continue;
             cfg = page_worker_cfg(sup, w);
             shown = 1;
             textbuf_printf(b, "<tr class=\"worker\" data-pid=\"%d\" data-state=\"%s\"><td>%d</td><td>%d</td><td>%s</td>",
-                           w->pid, pool_worker_state_name(w->state), slot, w->pid, pool_worker_state_name(w->state));
+                           w->pid, pool_worker_phase_name(pool_worker_phase(w)), slot, w->pid, pool_worker_phase_name(pool_worker_phase(w)));
             textbuf_printf(b, "<td><span class=\"%s\">%.1f</span> / %d / %d</td><td>%llu</td><td><code>",
                            w->rss_bytes > ((uint64_t)cfg->memory_soft_limit_mb << 20) * 6 / 10 ? "bad" : "",
                            (double)w->rss_bytes / 1048576.0, cfg->memory_soft_limit_mb, cfg->memory_hard_limit_mb,
@@ -143,7 +143,7 @@ static void page_workers(struct textbuf *b, struct supervisor *sup)
             }
             textbuf_printf(b, "</td></tr>\n");
         }
-        if (!shown && slot < pool->target && pool->slots[slot].in_backoff)
+        if (!shown && slot < pool->target && pool->slots[slot].state == SLOT_BACKOFF)
             textbuf_printf(b, "<tr class=\"worker\" data-state=\"backoff\"><td>%d</td><td></td><td class=\"bad\">backoff</td>"
                               "<td></td><td>%llu</td><td></td><td></td></tr>\n",
                            slot, (unsigned long long)pool->slots[slot].restarts);

@@ -5,6 +5,7 @@
 #define VERONA_SUPERVISOR_SUPERVISOR_H
 
 #include <limits.h>
+#include <time.h>
 #include <uv.h>
 
 #include "../proto/config.h"
@@ -35,6 +36,8 @@ struct supervisor {
     uv_timer_t stop_timer;      /* deadline of a graceful stop */
     enum supervisor_state state;
     uint64_t started_ms;
+    time_t started_at;          /* wall clock, for status */
+    unsigned upgrades;          /* times the supervisor was replaced in place (ctl upgrade) */
     int file_workers;           /* `workers` as the file last said (scale survives reloads) */
 };
 

@@ -53,13 +53,9 @@ static void account_on_register_hashed(struct auth_job *job)
         route_error(ctx, 400, "weak_password", "the password is too easy to guess", NULL);
         return;
     }
-    memset(q, 0, sizeof(*q));
-    q->statement = DB_REGISTER;
-    q->nparams = 2;
-    q->values[0] = ctx->username;
-    q->values[1] = job->new_hash;
-    q->cb = account_on_registered;
-    q->arg = ctx;
+    db_query_init(q, DB_REGISTER, account_on_registered, ctx);
+    db_query_text(q, ctx->username);
+    db_query_text(q, job->new_hash);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -107,6 +103,32 @@ static int account_hash_room(struct route_ctx *ctx, json_t *body)
     return 0;
 }
 
+/* The checks of a new password before any hash (registration and
+ * password change alike): at most PASSWORD_MAX_CHARS, and not weak by the
+ * quick rules (length, the username in it when known; the full strength
+ * check runs in the hash job). 1 after answering 400 (and freeing body). */
+static int account_new_password_refused(struct route_ctx *ctx, json_t *body, const char *field,
+                                        const char *password, const char *username)
+{
+    char message[96];
+
+    if (password_utf8_length(password, strlen(password)) > PASSWORD_MAX_CHARS) {
+        json_decref(body);
+        snprintf(message, sizeof(message), "%s must have at most %d characters", field, PASSWORD_MAX_CHARS);
+        route_error(ctx, 400, "invalid_request", message, NULL);
+        return 1;
+    }
+    if (password_weak_quick(&ctx->w->cfg, password, username)) {
+        json_decref(body);
+        route_error(ctx, 400, "weak_password",
+                    username != NULL ? "the password is too short or contains the username"
+                                     : "the new password is too short",
+                    NULL);
+        return 1;
+    }
+    return 0;
+}
+
 void account_register(struct route_ctx *ctx)
 {
     struct db_query *q = &ctx->query;
@@ -131,16 +153,8 @@ void account_register(struct route_ctx *ctx)
                     "username must have 1-64 characters of A-Z a-z 0-9 . _ @ + -", NULL);
         return;
     }
-    if (password_utf8_length(password, strlen(password)) > PASSWORD_MAX_CHARS) {
-        json_decref(body);
-        route_error(ctx, 400, "invalid_request", "password must have at most 1024 characters", NULL);
+    if (account_new_password_refused(ctx, body, "password", password, username))
         return;
-    }
-    if (password_weak_quick(&ctx->w->cfg, password, username)) {
-        json_decref(body);
-        route_error(ctx, 400, "weak_password", "the password is too short or contains the username", NULL);
-        return;
-    }
     if (account_hash_room(ctx, body) != 0)
         return;
     if (account_job_new(ctx) != 0) {
@@ -152,21 +166,10 @@ void account_register(struct route_ctx *ctx)
     memcpy(ctx->job->new_password, password, strlen(password) + 1);
     json_decref(body);
 
-    q->statement = DB_REGISTER_WAIT;
-    q->nparams = 1;
-    q->values[0] = ctx->address;
-    q->cb = account_on_register_wait;
-    q->arg = ctx;
+    db_query_init(q, DB_REGISTER_WAIT, account_on_register_wait, ctx);
+    db_query_text(q, ctx->address);
     db_query_send(&ctx->w->db, q);
 }
-
-/* What the password change's last statement recorded (ctx->step). */
-enum {
-    ACCOUNT_PASSWORD_SET = 1,  /* the new hash, if the checks still hold */
-    ACCOUNT_OLD_WRONG,         /* a failure: the old password is wrong */
-    ACCOUNT_NEW_WEAK,          /* no failure: the new password is weak */
-    ACCOUNT_HASH_FAILED,       /* no failure: 503 */
-};
 
 static void account_on_password_set(void *arg, PGresult *res)
 {
@@ -176,16 +179,16 @@ static void account_on_password_set(void *arg, PGresult *res)
         route_unavailable(ctx);
         return;
     }
-    if (ctx->step == ACCOUNT_OLD_WRONG) {
+    if (ctx->step == STEP_OLD_PASSWORD_WRONG) {
         route_error(ctx, 401, "invalid_credentials", "the old password is wrong", NULL);
         return;
     }
-    if (ctx->step == ACCOUNT_NEW_WEAK) {
+    if (ctx->step == STEP_NEW_PASSWORD_WEAK) {
         route_error(ctx, 400, "weak_password", "the new password is too easy to guess or contains the username",
                     NULL);
         return;
     }
-    if (ctx->step == ACCOUNT_HASH_FAILED) {
+    if (ctx->step == STEP_HASH_FAILED) {
         route_unavailable(ctx);
         return;
     }
@@ -205,49 +208,40 @@ static void account_on_password_hashed(struct auth_job *job)
     struct route_ctx *ctx = job->data;
     struct db_query *q = &ctx->query;
 
-    memset(q, 0, sizeof(*q));
-    q->cb = account_on_password_set;
-    q->arg = ctx;
     if (job->failed) {
         /* 503 before the old password was judged: no failure either. */
-        ctx->step = ACCOUNT_HASH_FAILED;
-        q->statement = DB_ATTEMPT_CANCEL;
-        q->nparams = 1;
-        q->values[0] = ctx->attempt_id;
+        ctx->step = STEP_HASH_FAILED;
+        db_query_init(q, DB_ATTEMPT_CANCEL, account_on_password_set, ctx);
+        db_query_text(q, ctx->attempt_id);
         db_query_send(&ctx->w->db, q);
         return;
     }
     if (!job->verified) {
         /* A wrong old password is a failed login for this user and address. */
-        ctx->step = ACCOUNT_OLD_WRONG;
-        q->statement = DB_LOGIN_FAILED;
-        q->nparams = 4;
-        q->values[0] = ctx->attempt_id;
-        q->values[1] = ctx->username;
-        q->values[2] = ctx->address;
-        q->values[3] = "bad_password";
+        ctx->step = STEP_OLD_PASSWORD_WRONG;
+        db_query_init(q, DB_LOGIN_FAILED, account_on_password_set, ctx);
+        db_query_text(q, ctx->attempt_id);
+        db_query_text(q, ctx->username);
+        db_query_text(q, ctx->address);
+        db_query_text(q, "bad_password");
         db_query_send(&ctx->w->db, q);
         return;
     }
     if (job->weak) {
         /* The old password was right: this attempt is no failure. */
-        ctx->step = ACCOUNT_NEW_WEAK;
-        q->statement = DB_ATTEMPT_CANCEL;
-        q->nparams = 1;
-        q->values[0] = ctx->attempt_id;
+        ctx->step = STEP_NEW_PASSWORD_WEAK;
+        db_query_init(q, DB_ATTEMPT_CANCEL, account_on_password_set, ctx);
+        db_query_text(q, ctx->attempt_id);
         db_query_send(&ctx->w->db, q);
         return;
     }
-    ctx->step = ACCOUNT_PASSWORD_SET;
-    q->statement = DB_PASSWORD_SET;
-    q->nparams = 5;
-    q->values[0] = ctx->attempt_id;
-    q->values[1] = ctx->user_id;
-    q->values[2] = (const char *)ctx->token_hash;
-    q->lengths[2] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[2] = 1;
-    q->values[3] = job->new_hash;
-    q->values[4] = job->stored_hash;
+    ctx->step = STEP_PASSWORD_SET;
+    db_query_init(q, DB_PASSWORD_SET, account_on_password_set, ctx);
+    db_query_text(q, ctx->attempt_id);
+    db_query_text(q, ctx->user_id);
+    db_query_binary(q, ctx->token_hash, AUTH_TOKEN_HASH_BYTES);
+    db_query_text(q, job->new_hash);
+    db_query_text(q, job->stored_hash);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -304,16 +298,8 @@ void account_password(struct route_ctx *ctx)
         route_error(ctx, 400, "invalid_request", "old_password must have 1-1024 characters", NULL);
         return;
     }
-    if (password_utf8_length(new_password, strlen(new_password)) > PASSWORD_MAX_CHARS) {
-        json_decref(body);
-        route_error(ctx, 400, "invalid_request", "new_password must have at most 1024 characters", NULL);
+    if (account_new_password_refused(ctx, body, "new_password", new_password, NULL))
         return;
-    }
-    if (password_weak_quick(&ctx->w->cfg, new_password, NULL)) {
-        json_decref(body);
-        route_error(ctx, 400, "weak_password", "the new password is too short", NULL);
-        return;
-    }
     if (account_hash_room(ctx, body) != 0)
         return;
     if (account_job_new(ctx) != 0) {
@@ -325,14 +311,9 @@ void account_password(struct route_ctx *ctx)
     memcpy(ctx->job->new_password, new_password, strlen(new_password) + 1);
     json_decref(body);
 
-    q->statement = DB_PASSWORD_BEGIN;
-    q->nparams = 8;
-    q->values[0] = (const char *)ctx->token_hash;
-    q->lengths[0] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[0] = 1;
-    q->values[1] = ctx->address;
-    route_throttle_params(ctx, q, 2);
-    q->cb = account_on_password_begin;
-    q->arg = ctx;
+    db_query_init(q, DB_PASSWORD_BEGIN, account_on_password_begin, ctx);
+    db_query_binary(q, ctx->token_hash, AUTH_TOKEN_HASH_BYTES);
+    db_query_text(q, ctx->address);
+    route_throttle_params(ctx, q);
     db_query_send(&ctx->w->db, q);
 }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "../proto/log.h"
+#include "db_hosts.h"
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 2000
@@ -34,74 +35,6 @@
 #define DB_RETRIES_MAX 3
 #define DB_STALL_MS 2500
 #define DB_PROBE_MS 500
-#define DB_RFC3339(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-/* The statements, prepared on every connection as "s<index>". */
-static const struct {
-    const char *sql;
-    int nparams;
-} db_statements[DB_STATEMENT_COUNT] = {
-    [DB_SCHEMA_VERSION] = { "SELECT coalesce(max(version), 0) FROM schema_migrations", 0 },
-    /* An attempt is checked and counted in one locked statement (002_attempts.sql;
-     * wait_s -1: the window is full only of attempts in flight, 007).
-     * Its commit is not waited for on disk: other attempts see the
-     * provisional failure row as soon as it commits, and the attempt's own
-     * outcome (FAILED, SUCCEEDED, CANCEL: synchronous commits) flushes it
-     * with everything before it. Only a PostgreSQL crash inside that
-     * window could lose the row, and that attempt then fails with 503. */
-    [DB_LOGIN_BEGIN] = { "SELECT b.wait_s, b.user_id, b.password_hash, b.locked, b.attempt_id "
-                         "FROM verona_attempt_start($1, $2, $3, $4, $5, $6, $7, $8) AS b, "
-                         "set_config('synchronous_commit', 'off', true) AS nosync", 8 },
-    [DB_LOGIN_FAILED] = { "SELECT verona_attempt_fail($1, $2, $3, $4)", 4 },
-    /* NULL when the user was locked or the password changed since the
-     * begin (004_success_recheck.sql); a first try that landed answers as
-     * it did (008_failover_retries.sql). */
-    [DB_LOGIN_SUCCEEDED] = { "SELECT " DB_RFC3339("verona_attempt_succeeded_once($1, $2, $3, $4, $5, $6, $7, $8, $9)"), 9 },
-    [DB_ATTEMPT_CANCEL] = { "SELECT verona_attempt_cancel($1)", 1 },
-    /* A login's 503 before its password was judged (005_audit_unavailable.sql). */
-    [DB_LOGIN_UNAVAILABLE] = { "SELECT verona_attempt_unavailable($1, $2, $3)", 3 },
-    /* A login refused before it began an attempt (the hash queue full, no
-     * room in a window after waiting): its audit row only, not waited for
-     * on disk (a refusal flood must not become a flood of flushes). */
-    [DB_LOGIN_AUDIT] = { "WITH nosync AS (SELECT set_config('synchronous_commit', 'off', true)) "
-                         "INSERT INTO login_audit (username, address, result) SELECT $1, $2, $3 FROM nosync", 3 },
-    /* The hot path: one indexed lookup, plain SQL. Column 3 says whether
-     * last_used is over a minute old (then DB_SESSION_TOUCH writes it). */
-    [DB_SESSION_GET] = { "SELECT s.user_id, u.username, "
-                         DB_RFC3339("least(s.expires_abs, CASE WHEN s.last_used < now() - interval '60 seconds' "
-                                    "THEN now() ELSE s.last_used END + make_interval(secs => s.idle_s))")
-                         ", s.last_used < now() - interval '60 seconds', "
-                         "extract(epoch FROM least(s.expires_abs, s.last_used + make_interval(secs => s.idle_s)))::bigint "
-                         "FROM sessions s JOIN users u ON u.id = s.user_id "
-                         "WHERE s.token_hash = $1 AND s.expires_abs > now() "
-                         "AND s.last_used + make_interval(secs => s.idle_s) > now()", 1 },
-    /* A batch: $1 is a text array of hex token hashes (worker/session_touch.c).
-     * It never waits for a row lock, so it can never be part of a deadlock
-     * (with another worker's batch, a logout-all, a password change or the
-     * sweep, which lock several sessions each in their own order): a row
-     * locked right now is being written by another batch (the same now())
-     * or deleted, and is skipped. */
-    [DB_SESSION_TOUCH] = { "WITH l AS (SELECT token_hash FROM sessions WHERE token_hash IN "
-                           "(SELECT decode(h, 'hex') FROM unnest($1::text[]) AS t(h)) "
-                           "FOR UPDATE SKIP LOCKED) "
-                           "UPDATE sessions s SET last_used = now() FROM l WHERE s.token_hash = l.token_hash", 1 },
-    /* The user (read in the statement's snapshot, before the delete) lets
-     * the worker drop every cached session of a logout-all. */
-    [DB_LOGOUT] = { "SELECT verona_logout($1, $2), (SELECT user_id FROM sessions WHERE token_hash = $1)", 2 },
-    [DB_PASSWORD_BEGIN] = { "SELECT user_id, username, password_hash, wait_s, attempt_id "
-                            "FROM verona_password_attempt_begin($1, $2, $3, $4, $5, $6, $7, $8) "
-                            "WHERE user_id IS NOT NULL", 8 },
-    /* false when locked, reset, changed or logged out since the begin
-     * (006_password_recheck.sql); true when a first try landed (008). */
-    [DB_PASSWORD_SET] = { "SELECT verona_password_attempt_set_once($1, $2, $3, $4, $5)", 5 },
-    [DB_REGISTER_WAIT] = { "SELECT verona_register_attempt($1)", 1 },
-    [DB_REGISTER] = { "SELECT verona_register_user_once($1, $2)", 2 },
-    [DB_SWEEP] = { "SELECT verona_sweep($1, $2)", 2 },
-    /* The Argon2 settings among users, for the dummy hashes (009_hash_params.sql). */
-    [DB_HASH_PARAMS] = { "SELECT memlimit_kib, opslimit, users, choice FROM verona_hash_params()", 0 },
-    [DB_PROBE] = { "SELECT 1", 0 },
-};
-
 /* db_conn.lost_cause: what is known of a query in flight that failed. */
 enum { DB_LOST_UNKNOWN = 0, DB_LOST_ABORTED, DB_LOST_NOT_RUN, DB_LOST_TIMED_OUT };
 
@@ -124,241 +57,6 @@ static void db_conn_connect(struct db_conn *c);
 static void db_on_handle_close(uv_handle_t *h);
 static void db_conn_on_poll(uv_poll_t *poll, int status, int events);
 static void db_dispatch(struct db *db);
-
-/*
- * The resolver: one thread that looks host names up when asked, so that
- * getaddrinfo never runs on the loop (nor on the threads that hash). It
- * shares only this struct with the loop, under `lock`; the loop hears of
- * new addresses through `async`. The last of the two owners to let go
- * frees it, so a lookup still running at shutdown touches nothing freed.
- */
-struct db_resolver {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int refs;
-    int stop;
-    int requested;
-    int count;
-    char names[DB_HOSTS_MAX][256];
-    char ports[DB_HOSTS_MAX][16];
-    char addrs[DB_HOSTS_MAX][64];
-    uv_async_t *async; /* NULL once the loop closed it */
-};
-
-static void db_resolver_release(struct db_resolver *r)
-{
-    int last;
-
-    pthread_mutex_lock(&r->lock);
-    last = --r->refs == 0;
-    pthread_mutex_unlock(&r->lock);
-    if (last) {
-        pthread_mutex_destroy(&r->lock);
-        pthread_cond_destroy(&r->wake);
-        free(r);
-    }
-}
-
-static void *db_resolver_main(void *arg)
-{
-    struct db_resolver *r = arg;
-    char names[DB_HOSTS_MAX][256], ports[DB_HOSTS_MAX][16], addrs[DB_HOSTS_MAX][64];
-    int count;
-
-    pthread_mutex_lock(&r->lock);
-    while (!r->stop) {
-        if (!r->requested) {
-            pthread_cond_wait(&r->wake, &r->lock);
-            continue;
-        }
-        r->requested = 0;
-        count = r->count;
-        memcpy(names, r->names, sizeof(names));
-        memcpy(ports, r->ports, sizeof(ports));
-        pthread_mutex_unlock(&r->lock);
-        for (int i = 0; i < count; i++) {
-            struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-
-            addrs[i][0] = '\0';
-            if (names[i][0] == '\0')
-                continue;
-            if (getaddrinfo(names[i], ports[i][0] != '\0' ? ports[i] : NULL, &hints, &res) == 0 && res != NULL) {
-                const void *a = res->ai_family == AF_INET6
-                                    ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                                    : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-                if (inet_ntop(res->ai_family, a, addrs[i], sizeof(addrs[i])) == NULL)
-                    addrs[i][0] = '\0';
-            }
-            if (res != NULL)
-                freeaddrinfo(res);
-        }
-        pthread_mutex_lock(&r->lock);
-        memcpy(r->addrs, addrs, sizeof(addrs));
-        if (r->async != NULL)
-            uv_async_send(r->async);
-    }
-    pthread_mutex_unlock(&r->lock);
-    db_resolver_release(r);
-    return NULL;
-}
-
-/* Asks for a fresh lookup of every name (after a failed connect too: a
- * name may point elsewhere after a failover). */
-static void db_resolve(struct db *db)
-{
-    if (db->resolver == NULL)
-        return;
-    pthread_mutex_lock(&db->resolver->lock);
-    db->resolver->requested = 1;
-    pthread_cond_signal(&db->resolver->wake);
-    pthread_mutex_unlock(&db->resolver->lock);
-}
-
-static void db_on_resolved(uv_async_t *a)
-{
-    struct db *db = a->data;
-
-    if (db->resolver == NULL)
-        return;
-    pthread_mutex_lock(&db->resolver->lock);
-    for (int i = 0; i < db->host_count; i++)
-        if (db->hosts[i].needs_resolve && db->resolver->addrs[i][0] != '\0')
-            snprintf(db->hosts[i].addr, sizeof(db->hosts[i].addr), "%s", db->resolver->addrs[i]);
-    pthread_mutex_unlock(&db->resolver->lock);
-}
-
-/* Splits `list` at commas into out[max][size]; returns the count, or -1
- * when there are too many or one is too long. */
-static int db_split(const char *list, char *out, size_t size, int max)
-{
-    int n = 0;
-
-    for (const char *p = list;; n++) {
-        size_t len = strcspn(p, ",");
-
-        if (n == max || len >= size)
-            return -1;
-        memcpy(out + (size_t)n * size, p, len);
-        out[(size_t)n * size + len] = '\0';
-        if (p[len] == '\0')
-            return n + 1;
-        p += len + 1;
-    }
-}
-
-static const char *db_option(const struct db *db, const char *keyword)
-{
-    for (const PQconninfoOption *o = db->options; o != NULL && o->keyword != NULL; o++)
-        if (strcmp(o->keyword, keyword) == 0)
-            return o->val != NULL && o->val[0] != '\0' ? o->val : NULL;
-    return NULL;
-}
-
-/* Reads the host list of the URL. A URL that sets hostaddr itself is
- * passed to libpq as it is (one entry that libpq walks). Returns 0, or -1
- * with the reason (which never quotes the URL: it may hold a password). */
-static int db_parse_hosts(struct db *db, const char *url, const char **why)
-{
-    char hosts[DB_HOSTS_MAX][256], ports[DB_HOSTS_MAX][16];
-    const char *host, *port;
-    int nports = 0;
-    char *err = NULL;
-
-    db->options = PQconninfoParse(url, &err);
-    if (db->options == NULL) {
-        PQfreemem(err); /* libpq's message may quote the URL, password and all */
-        *why = "database_url cannot be parsed";
-        return -1;
-    }
-    host = db_option(db, "host");
-    port = db_option(db, "port");
-    if (db_option(db, "hostaddr") != NULL) {
-        db->host_count = 1; /* hosts[0] all empty: libpq's own walk */
-        return 0;
-    }
-    db->host_count = db_split(host != NULL ? host : "", &hosts[0][0], sizeof(hosts[0]), DB_HOSTS_MAX);
-    if (port != NULL)
-        nports = db_split(port, &ports[0][0], sizeof(ports[0]), DB_HOSTS_MAX);
-    if (db->host_count < 0 || nports < 0 || (nports > 1 && nports != db->host_count)) {
-        *why = "database_url: too many hosts, or ports that do not match them";
-        return -1;
-    }
-    for (int i = 0; i < db->host_count; i++) {
-        struct db_host *h = &db->hosts[i];
-        unsigned char buf[16];
-
-        _Static_assert(sizeof(h->name) == sizeof(hosts[0]) && sizeof(h->port) == sizeof(ports[0]),
-                       "host fields and their split buffers");
-        memcpy(h->name, hosts[i], sizeof(h->name)); /* db_split ended each within its size */
-        if (nports > 0)
-            memcpy(h->port, ports[nports == 1 ? 0 : i], sizeof(h->port));
-        if (h->name[0] == '\0' || h->name[0] == '/' || h->name[0] == '@')
-            continue; /* a socket folder: nothing to resolve */
-        if (inet_pton(AF_INET, h->name, buf) == 1 || inet_pton(AF_INET6, h->name, buf) == 1)
-            snprintf(h->addr, sizeof(h->addr), "%s", h->name);
-        else
-            h->needs_resolve = 1;
-    }
-    return 0;
-}
-
-/* Starts the resolver when some host is a name. Returns 0 or -1. */
-static int db_start_resolver(struct db *db)
-{
-    struct db_resolver *r;
-    pthread_t thread;
-    int names = 0;
-
-    for (int i = 0; i < db->host_count; i++)
-        names += db->hosts[i].needs_resolve;
-    if (names == 0)
-        return 0;
-    r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return -1;
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->wake, NULL);
-    r->refs = 2; /* the loop's and the thread's */
-    r->requested = 1;
-    r->count = db->host_count;
-    for (int i = 0; i < db->host_count; i++) {
-        if (db->hosts[i].needs_resolve)
-            snprintf(r->names[i], sizeof(r->names[i]), "%s", db->hosts[i].name);
-        snprintf(r->ports[i], sizeof(r->ports[i]), "%s", db->hosts[i].port);
-    }
-    if (uv_async_init(db->loop, &db->resolved, db_on_resolved) != 0) {
-        pthread_mutex_destroy(&r->lock);
-        pthread_cond_destroy(&r->wake);
-        free(r);
-        return -1;
-    }
-    db->resolved.data = db;
-    db->handles_open++;
-    r->async = &db->resolved;
-    if (pthread_create(&thread, NULL, db_resolver_main, r) != 0) {
-        uv_close((uv_handle_t *)&db->resolved, db_on_handle_close);
-        pthread_mutex_destroy(&r->lock);
-        pthread_cond_destroy(&r->wake);
-        free(r);
-        return -1;
-    }
-    pthread_detach(thread);
-    db->resolver = r;
-    return 0;
-}
-
-static void db_stop_resolver(struct db *db)
-{
-    if (db->resolver == NULL)
-        return;
-    pthread_mutex_lock(&db->resolver->lock);
-    db->resolver->stop = 1;
-    db->resolver->async = NULL;
-    pthread_cond_signal(&db->resolver->wake);
-    pthread_mutex_unlock(&db->resolver->lock);
-    db_resolver_release(db->resolver);
-    db->resolver = NULL;
-}
 
 /* "host:port" of a connection that is up, for status and logs. */
 static void db_conn_label(const struct db_conn *c, char *buf, size_t size)
@@ -638,7 +336,7 @@ static void db_conn_fail(struct db_conn *c, const char *why)
     if (db->host_next == c->host && db->host_count > 1)
         db->host_next = (c->host + 1) % db->host_count;
     if (db->hosts[c->host].needs_resolve)
-        db_resolve(db);
+        db_hosts_resolve(db);
     db_conn_lost(c, why);
     db_conn_schedule_retry(c);
 }
@@ -754,8 +452,8 @@ static void db_conn_prepare_next(struct db_conn *c)
         return;
     }
     snprintf(name, sizeof(name), "s%d", c->prepared);
-    if (!PQsendPrepare(c->pg, name, db_statements[c->prepared].sql,
-                       db_statements[c->prepared].nparams, NULL)) {
+    if (!PQsendPrepare(c->pg, name, db_statement_sql(c->prepared),
+                       db_statement_params(c->prepared), NULL)) {
         db_conn_fail(c, db_conn_error(c));
         return;
     }
@@ -774,7 +472,7 @@ static int db_conn_params(const struct db *db, const struct db_host *h, const ch
         { "target_session_attrs", "read-write" }, { "keepalives", "1" }, { "keepalives_idle", "1" },
         { "keepalives_interval", "1" },           { "keepalives_count", "2" }, { "tcp_user_timeout", "3000" },
     };
-    int n = 0, passthrough = db_option(db, "hostaddr") != NULL;
+    int n = 0, passthrough = db_hosts_option(db, "hostaddr") != NULL;
 
     for (const PQconninfoOption *o = db->options; o->keyword != NULL && n < max - 10; o++) {
         if (o->val == NULL || o->val[0] == '\0')
@@ -785,7 +483,7 @@ static int db_conn_params(const struct db *db, const struct db_host *h, const ch
         vals[n++] = o->val;
     }
     for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
-        if (db_option(db, ours[i][0]) != NULL)
+        if (db_hosts_option(db, ours[i][0]) != NULL)
             continue;
         keys[n] = ours[i][0];
         vals[n++] = ours[i][1];
@@ -831,7 +529,7 @@ static void db_conn_connect(struct db_conn *c)
     }
     if (db->hosts[c->host].needs_resolve && db->hosts[c->host].addr[0] == '\0') {
         /* Not looked up yet: never let libpq resolve it on the loop. */
-        db_resolve(db);
+        db_hosts_resolve(db);
         db->host_next = (c->host + 1) % db->host_count;
         uv_timer_start(&c->retry, db_conn_on_retry, DB_BACKOFF_MIN_MS, 0);
         return;
@@ -1049,6 +747,13 @@ static void db_dispatch(struct db *db)
 void db_query_send(struct db *db, struct db_query *q)
 {
     q->retried = 0;
+    if (q->nparams != db_statement_params(q->statement)) {
+        log_emit(LOG_ERROR, "query_params_mismatch",
+                 json_pack("{s:i, s:i, s:i}", "statement", (int)q->statement, "given", q->nparams, "takes",
+                           db_statement_params(q->statement)));
+        q->cb(q->arg, NULL);
+        return;
+    }
     if ((db->up == 0 && !db_in_failover_wait(db)) || db->closing || db->pending >= DB_PENDING_MAX) {
         q->cb(q->arg, NULL);
         return;
@@ -1079,10 +784,7 @@ static void db_on_probe(uv_timer_t *t)
 
     if (db->up == 0 || db->probe_busy || uv_now(db->loop) - db->last_answer_ms < DB_PROBE_MS)
         return;
-    memset(&db->probe_query, 0, sizeof(db->probe_query));
-    db->probe_query.statement = DB_PROBE;
-    db->probe_query.cb = db_on_probe_done;
-    db->probe_query.arg = db;
+    db_query_init(&db->probe_query, DB_PROBE, db_on_probe_done, db);
     db->probe_busy = 1;
     db_query_send(db, &db->probe_query);
 }
@@ -1110,7 +812,7 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
         return -ENOMEM;
     }
     db->size = size;
-    if (db_parse_hosts(db, url, &why) != 0) {
+    if (db_hosts_parse(db, url, &why) != 0) {
         log_emit(LOG_ERROR, "bad_settings", json_pack("{s:s}", "error", why));
         PQconninfoFree(db->options);
         free(db->url);
@@ -1125,7 +827,7 @@ int db_init(struct db *db, uv_loop_t *loop, const char *url, int size, int schem
     uv_timer_init(loop, &db->wait_timer);
     db->wait_timer.data = db;
     db->handles_open++;
-    if (db_start_resolver(db) != 0) {
+    if (db_hosts_start_resolver(db) != 0) {
         /* No thread of our own to resolve names: libpq resolves them
          * itself (on the loop, but it still connects). */
         log_emit(LOG_WARN, "db_resolver_failed", json_pack("{s:s}", "error", "cannot start the resolver thread"));
@@ -1153,7 +855,7 @@ void db_close(struct db *db)
     uv_timer_stop(&db->wait_timer);
     uv_close((uv_handle_t *)&db->wait_timer, db_on_handle_close);
     if (db->resolver != NULL) {
-        db_stop_resolver(db);
+        db_hosts_stop_resolver(db);
         uv_close((uv_handle_t *)&db->resolved, db_on_handle_close);
     }
     for (int i = 0; i < db->size; i++) {

@@ -163,6 +163,21 @@ void db_set_failover_wait(struct db *db, int ms);
  * (after it was up once): requests wait, and /readyz stays 200. */
 int db_in_failover_wait(const struct db *db);
 
+/* A statement's SQL and how many parameters it takes (worker/db_query.c). */
+const char *db_statement_sql(enum db_statement s);
+int db_statement_params(enum db_statement s);
+
+/* Sets `q` up for `statement`, no parameters yet; its answer goes to
+ * cb(arg, result). */
+void db_query_init(struct db_query *q, enum db_statement statement, db_query_cb cb, void *arg);
+
+/* Appends a text parameter (NULL: SQL NULL). The value must live until
+ * the answer. */
+void db_query_text(struct db_query *q, const char *value);
+
+/* Appends a binary parameter of `length` bytes (a token hash). */
+void db_query_binary(struct db_query *q, const void *value, int length);
+
 /* Runs `q`, now or when a connection frees up; with no connection up it
  * waits for one (db_in_failover_wait), else the callback runs at once with
  * NULL (before db_query_send returns). Clears q->retried. */

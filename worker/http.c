@@ -172,7 +172,7 @@ static void http_request_reset(struct http_request *req)
     req->body_len = 0;
     req->keep_alive = 0;
     req->route_data = NULL;
-    req->route = ROUTE_OTHER;
+    req->route = -1; /* none yet: the counters go by the path */
     req->start_ns = uv_hrtime();
 }
 
@@ -554,12 +554,8 @@ void http_respond(struct http_request *req, int status, const char *headers, con
     }
     server->stats.requests_in_flight--;
     server->stats.requests++;
-    if (server->counters != NULL) {
-        uint64_t us = (uv_hrtime() - req->start_ns) / 1000;
-        server->counters->requests[req->route][control_status_index(status)]++;
-        server->counters->latency[req->route][control_latency_bucket(us)]++;
-        server->counters->latency_sum_us[req->route] += us;
-    }
+    if (server->on_answered != NULL)
+        server->on_answered(server, req, status, (uv_hrtime() - req->start_ns) / 1000);
     if (req->body != NULL)
         sodium_memzero(req->body, req->body_len);
     if (c->state == HTTP_CONN_HANDLING) {
@@ -595,12 +591,9 @@ static void http_conn_fail(struct http_conn *c, int status)
             body = bodies[i].body;
     c->req.keep_alive = 0;
     c->close_after_write = 1;
-    if (c->req.path != NULL && c->server->route_of != NULL) {
-        /* Refused before its headers ended, the path may still hold its query. */
-        if (c->req.path == c->req.text)
-            c->req.text[strcspn(c->req.text, "?")] = '\0';
-        c->req.route = c->server->route_of(c->req.path);
-    }
+    /* Refused before its headers ended, the path may still hold its query. */
+    if (c->req.path != NULL && c->req.path == c->req.text)
+        c->req.text[strcspn(c->req.text, "?")] = '\0';
     http_conn_set_state(c, HTTP_CONN_HANDLING);
     c->refs++;
     c->server->stats.requests_in_flight++;

@@ -12,7 +12,6 @@
 #include <uv.h>
 
 #include "../proto/config.h"
-#include "../proto/control.h"
 
 #define HTTP_HEADERS_MAX_BYTES 8192
 #define HTTP_HEADERS_MAX_COUNT 100
@@ -49,7 +48,7 @@ struct http_request {
     int keep_alive;
     struct sockaddr_storage peer;
     void *route_data;            /* the handler's, for the request's lifetime */
-    enum control_route route;    /* set by the handler, for the counters */
+    int route;                   /* the handler's label for it (-1 until it sets one; the counters' route) */
     uint64_t start_ns;           /* first byte of the request (uv_hrtime) */
 };
 
@@ -75,8 +74,10 @@ struct http_server {
     void *data;                  /* the handler's context */
     struct http_conn *conns;     /* open connections (intrusive list) */
     struct http_stats stats;
-    struct control_counters *counters; /* requests by route and status, latency (may be NULL) */
-    enum control_route (*route_of)(const char *path); /* counts requests refused before the handler (may be NULL) */
+    /* Told of every answer, refused requests included (may be NULL): the
+     * worker counts requests by route and status, and their latency. */
+    void (*on_answered)(struct http_server *server, const struct http_request *req, int status,
+                        uint64_t latency_us);
     void (*on_drained)(struct http_server *server); /* last connection gone while draining */
     int max_connections;         /* 0: no cap; at the cap no connection is taken until one closes */
     int at_cap;

@@ -44,14 +44,10 @@ static void login_refuse(struct route_ctx *ctx, const char *result)
     struct db_query *q = &ctx->query;
 
     snprintf(ctx->result, sizeof(ctx->result), "%s", result);
-    memset(q, 0, sizeof(*q));
-    q->statement = DB_LOGIN_AUDIT;
-    q->nparams = 3;
-    q->values[0] = ctx->username;
-    q->values[1] = ctx->address;
-    q->values[2] = ctx->result;
-    q->cb = login_on_refusal_audited;
-    q->arg = ctx;
+    db_query_init(q, DB_LOGIN_AUDIT, login_on_refusal_audited, ctx);
+    db_query_text(q, ctx->username);
+    db_query_text(q, ctx->address);
+    db_query_text(q, ctx->result);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -107,14 +103,10 @@ static void login_cancel_unavailable(struct route_ctx *ctx)
 {
     struct db_query *q = &ctx->query;
 
-    memset(q, 0, sizeof(*q));
-    q->statement = DB_LOGIN_UNAVAILABLE;
-    q->nparams = 3;
-    q->values[0] = ctx->attempt_id;
-    q->values[1] = ctx->username;
-    q->values[2] = ctx->address;
-    q->cb = login_on_cancelled;
-    q->arg = ctx;
+    db_query_init(q, DB_LOGIN_UNAVAILABLE, login_on_cancelled, ctx);
+    db_query_text(q, ctx->attempt_id);
+    db_query_text(q, ctx->username);
+    db_query_text(q, ctx->address);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -126,13 +118,13 @@ static void login_on_recorded(void *arg, PGresult *res)
         route_unavailable(ctx);
         return;
     }
-    if (ctx->step == 1 && PQgetisnull(res, 0, 0)) {
+    if (ctx->step == STEP_LOGIN_SUCCEEDED && PQgetisnull(res, 0, 0)) {
         /* Locked, or the password changed, while this attempt hashed: the
          * password it verified is no longer the user's. */
         login_record_failure(ctx, "bad_password");
         return;
     }
-    if (ctx->step == 1) {
+    if (ctx->step == STEP_LOGIN_SUCCEEDED) {
         route_reply(ctx, 200, NULL,
                     json_pack("{s:s, s:I, s:s}", "token", ctx->token, "user_id",
                               (json_int_t)strtoll(ctx->user_id, NULL, 10), "expires_at",
@@ -148,16 +140,12 @@ static void login_record_failure(struct route_ctx *ctx, const char *result)
     struct db_query *q = &ctx->query;
 
     snprintf(ctx->result, sizeof(ctx->result), "%s", result);
-    ctx->step = 2;
-    memset(q, 0, sizeof(*q));
-    q->statement = DB_LOGIN_FAILED;
-    q->nparams = 4;
-    q->values[0] = ctx->attempt_id;
-    q->values[1] = ctx->username;
-    q->values[2] = ctx->address;
-    q->values[3] = ctx->result;
-    q->cb = login_on_recorded;
-    q->arg = ctx;
+    ctx->step = STEP_LOGIN_FAILED;
+    db_query_init(q, DB_LOGIN_FAILED, login_on_recorded, ctx);
+    db_query_text(q, ctx->attempt_id);
+    db_query_text(q, ctx->username);
+    db_query_text(q, ctx->address);
+    db_query_text(q, ctx->result);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -170,34 +158,27 @@ static void login_on_verified(struct auth_job *job)
         login_cancel_unavailable(ctx);
         return;
     }
-    if (!job->verified || ctx->flag) {
-        /* ctx->flag: the user exists and is locked (verified or not). */
+    if (!job->verified || ctx->locked) {
         login_record_failure(ctx, ctx->user_id[0] == '\0' ? "unknown_user"
-                                  : ctx->flag            ? "locked"
+                                  : ctx->locked          ? "locked"
                                                          : "bad_password");
         return;
     }
     auth_token_new(ctx->token);
     auth_token_hash(ctx->token, ctx->token_hash);
-    snprintf(ctx->numbers[0], sizeof(ctx->numbers[0]), "%d", ctx->w->cfg.session_ttl_s);
-    snprintf(ctx->numbers[1], sizeof(ctx->numbers[1]), "%d", ctx->w->cfg.session_idle_s);
-    ctx->step = 1;
-    memset(q, 0, sizeof(*q));
-    q->statement = DB_LOGIN_SUCCEEDED;
-    q->nparams = 9;
-    q->values[0] = ctx->attempt_id;
-    q->values[1] = ctx->user_id;
-    q->values[2] = ctx->username;
-    q->values[3] = ctx->address;
-    q->values[4] = (const char *)ctx->token_hash;
-    q->lengths[4] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[4] = 1;
-    q->values[5] = ctx->numbers[0];
-    q->values[6] = ctx->numbers[1];
-    q->values[7] = job->new_hash[0] != '\0' ? job->new_hash : NULL;
-    q->values[8] = job->stored_hash;
-    q->cb = login_on_recorded;
-    q->arg = ctx;
+    snprintf(ctx->session_ttl_s, sizeof(ctx->session_ttl_s), "%d", ctx->w->cfg.session_ttl_s);
+    snprintf(ctx->session_idle_s, sizeof(ctx->session_idle_s), "%d", ctx->w->cfg.session_idle_s);
+    ctx->step = STEP_LOGIN_SUCCEEDED;
+    db_query_init(q, DB_LOGIN_SUCCEEDED, login_on_recorded, ctx);
+    db_query_text(q, ctx->attempt_id);
+    db_query_text(q, ctx->user_id);
+    db_query_text(q, ctx->username);
+    db_query_text(q, ctx->address);
+    db_query_binary(q, ctx->token_hash, AUTH_TOKEN_HASH_BYTES);
+    db_query_text(q, ctx->session_ttl_s);
+    db_query_text(q, ctx->session_idle_s);
+    db_query_text(q, job->new_hash[0] != '\0' ? job->new_hash : NULL); /* a rehash, when the settings changed */
+    db_query_text(q, job->stored_hash);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -224,8 +205,8 @@ static void login_on_begin(void *arg, PGresult *res)
     if (!PQgetisnull(res, 0, 1)) {
         snprintf(ctx->user_id, sizeof(ctx->user_id), "%s", PQgetvalue(res, 0, 1));
         snprintf(job->stored_hash, sizeof(job->stored_hash), "%s", PQgetvalue(res, 0, 2));
-        ctx->flag = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-        if (ctx->flag)
+        ctx->locked = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+        if (ctx->locked)
             job->stored_hash[0] = '\0'; /* locked: same work as anyone else, never a match */
     }
     snprintf(job->username, sizeof(job->username), "%s", ctx->username); /* picks the dummy hash */
@@ -291,13 +272,9 @@ static void login_begin(struct route_ctx *ctx)
 {
     struct db_query *q = &ctx->query;
 
-    memset(q, 0, sizeof(*q));
-    q->statement = DB_LOGIN_BEGIN;
-    q->nparams = 8;
-    q->values[0] = ctx->username;
-    q->values[1] = ctx->address;
-    route_throttle_params(ctx, q, 2);
-    q->cb = login_on_begin;
-    q->arg = ctx;
+    db_query_init(q, DB_LOGIN_BEGIN, login_on_begin, ctx);
+    db_query_text(q, ctx->username);
+    db_query_text(q, ctx->address);
+    route_throttle_params(ctx, q);
     db_query_send(&ctx->w->db, q);
 }

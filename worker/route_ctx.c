@@ -159,17 +159,17 @@ invalid:
     return -1;
 }
 
-void route_throttle_params(struct route_ctx *ctx, struct db_query *q, int first)
+void route_throttle_params(struct route_ctx *ctx, struct db_query *q)
 {
     const struct config *cfg = &ctx->w->cfg;
-    const struct config_rate *rates[3] = { &cfg->throttle_account_address, &cfg->throttle_address,
-                                           &cfg->throttle_account };
+    const struct config_rate *rates[ROUTE_THROTTLE_WINDOWS] = { &cfg->throttle_account_address,
+                                                                &cfg->throttle_address, &cfg->throttle_account };
 
-    for (int i = 0; i < 3; i++) {
-        snprintf(ctx->numbers[i * 2], sizeof(ctx->numbers[0]), "%d", rates[i]->count);
-        snprintf(ctx->numbers[i * 2 + 1], sizeof(ctx->numbers[0]), "%d", rates[i]->seconds);
-        q->values[first + i * 2] = ctx->numbers[i * 2];
-        q->values[first + i * 2 + 1] = ctx->numbers[i * 2 + 1];
+    for (int i = 0; i < ROUTE_THROTTLE_WINDOWS; i++) {
+        snprintf(ctx->throttle[i].count, sizeof(ctx->throttle[i].count), "%d", rates[i]->count);
+        snprintf(ctx->throttle[i].seconds, sizeof(ctx->throttle[i].seconds), "%d", rates[i]->seconds);
+        db_query_text(q, ctx->throttle[i].count);
+        db_query_text(q, ctx->throttle[i].seconds);
     }
 }
 

@@ -13,6 +13,20 @@
 #include "http.h"
 #include "worker.h"
 
+#define ROUTE_THROTTLE_WINDOWS 3
+
+/* What the last statement of a login or password change recorded, read
+ * when its answer comes. */
+enum route_step {
+    STEP_NONE = 0,
+    STEP_LOGIN_SUCCEEDED,    /* the session, if the user is still unlocked with that password */
+    STEP_LOGIN_FAILED,       /* a failed attempt */
+    STEP_PASSWORD_SET,       /* the new hash, if the checks still hold */
+    STEP_OLD_PASSWORD_WRONG, /* a failure: the old password is wrong */
+    STEP_NEW_PASSWORD_WEAK,  /* no failure: the new password is weak */
+    STEP_HASH_FAILED,        /* no failure: 503 */
+};
+
 /* Everything one request needs across its asynchronous steps. Heap
  * allocated by the dispatcher, freed by route_reply(). */
 struct route_ctx {
@@ -27,7 +41,10 @@ struct route_ctx {
     unsigned char token_hash[AUTH_TOKEN_HASH_BYTES];
     char user_id[24];
     char attempt_id[24];                  /* the throttle's provisional failure row */
-    char numbers[6][16];                  /* integer query parameters */
+    struct {
+        char count[16], seconds[16];
+    } throttle[ROUTE_THROTTLE_WINDOWS];   /* route_throttle_params(): account+address, address, account */
+    char session_ttl_s[16], session_idle_s[16]; /* a new session's lifetimes */
     char result[16];                      /* audit result text */
     char expires_at[32];                  /* RFC 3339, for the session answer */
     uint64_t sent_ms;                     /* when the session lookup was sent */
@@ -36,8 +53,9 @@ struct route_ctx {
     uv_timer_t wait_timer;                /* a login waiting for attempts in flight */
     uint64_t wait_deadline_ms;
     int waits;
-    int step;
-    int flag;
+    enum route_step step;                 /* what its last statement recorded */
+    int locked;                           /* login: the user exists and is locked */
+    int logout_all;                       /* logout: every session of the user ends */
     int share_held;                       /* holds one of its address's hash-queue share */
     int share_refused;                    /* refused: its address held its share */
 };
@@ -74,7 +92,8 @@ int route_json_string(struct route_ctx *ctx, json_t *obj, const char *name, cons
 /* The bearer token into ctx->token / token_hash: 0, or -1 after 401. */
 int route_bearer(struct route_ctx *ctx);
 
-/* Throttle parameters $3..$8 of the login_begin-shaped statements. */
-void route_throttle_params(struct route_ctx *ctx, struct db_query *q, int first);
+/* Appends the throttle windows' parameters (count, seconds for each; $3..$8
+ * of the statements shaped like login_begin). */
+void route_throttle_params(struct route_ctx *ctx, struct db_query *q);
 
 #endif

@@ -135,13 +135,8 @@ static void route_session(struct route_ctx *ctx)
     }
     ctx->sent_ms = route_now_ms(ctx);
     ctx->revocations_at_send = ctx->w->sessions.revocations;
-    q->statement = DB_SESSION_GET;
-    q->nparams = 1;
-    q->values[0] = (const char *)ctx->token_hash;
-    q->lengths[0] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[0] = 1;
-    q->cb = route_session_on_result;
-    q->arg = ctx;
+    db_query_init(q, DB_SESSION_GET, route_session_on_result, ctx);
+    db_query_binary(q, ctx->token_hash, AUTH_TOKEN_HASH_BYTES);
     db_query_send(&ctx->w->db, q);
 }
 
@@ -155,7 +150,7 @@ static void route_logout_on_result(void *arg, PGresult *res)
     }
     /* Revocation takes effect at once on this worker. */
     session_cache_forget(&ctx->w->sessions, ctx->token_hash);
-    if (ctx->flag && !PQgetisnull(res, 0, 1))
+    if (ctx->logout_all && !PQgetisnull(res, 0, 1))
         session_cache_forget_user(&ctx->w->sessions, PQgetvalue(res, 0, 1));
     /* Nothing revoked: the token was not valid, unless this is the pool's
      * second try after a lost answer, whose first try revoked it (SPEC
@@ -183,16 +178,11 @@ static void route_logout(struct route_ctx *ctx)
         route_error(ctx, 400, "invalid_request", "\"all\" must be true or false", NULL);
         return;
     }
-    ctx->flag = all != NULL && json_is_true(all);
+    ctx->logout_all = all != NULL && json_is_true(all);
     json_decref(body);
-    q->statement = DB_LOGOUT;
-    q->nparams = 2;
-    q->values[0] = (const char *)ctx->token_hash;
-    q->lengths[0] = AUTH_TOKEN_HASH_BYTES;
-    q->formats[0] = 1;
-    q->values[1] = ctx->flag ? "true" : "false";
-    q->cb = route_logout_on_result;
-    q->arg = ctx;
+    db_query_init(q, DB_LOGOUT, route_logout_on_result, ctx);
+    db_query_binary(q, ctx->token_hash, AUTH_TOKEN_HASH_BYTES);
+    db_query_text(q, ctx->logout_all ? "true" : "false");
     db_query_send(&ctx->w->db, q);
 }
 

@@ -63,13 +63,8 @@ static void session_touch_flush(struct session_touch *t)
     t->param[len++] = '}';
     t->param[len] = '\0';
     t->in_flight = 1;
-    t->query.statement = DB_SESSION_TOUCH;
-    t->query.nparams = 1;
-    t->query.values[0] = t->param;
-    t->query.lengths[0] = 0;
-    t->query.formats[0] = 0;
-    t->query.cb = session_touch_on_result;
-    t->query.arg = t;
+    db_query_init(&t->query, DB_SESSION_TOUCH, session_touch_on_result, t);
+    db_query_text(&t->query, t->param);
     db_query_send(t->db, &t->query);
 }
 

@@ -164,15 +164,11 @@ static void worker_on_sweep_timer(uv_timer_t *t)
         longest = cfg->throttle_address.seconds;
     if (cfg->throttle_account_address.seconds > longest)
         longest = cfg->throttle_account_address.seconds;
-    snprintf(w->sweep_params[0], sizeof(w->sweep_params[0]), "%d", cfg->audit_retention_days);
-    snprintf(w->sweep_params[1], sizeof(w->sweep_params[1]), "%d", longest);
-    memset(&w->sweep_query, 0, sizeof(w->sweep_query));
-    w->sweep_query.statement = DB_SWEEP;
-    w->sweep_query.nparams = 2;
-    w->sweep_query.values[0] = w->sweep_params[0];
-    w->sweep_query.values[1] = w->sweep_params[1];
-    w->sweep_query.cb = worker_on_sweep_done;
-    w->sweep_query.arg = w;
+    snprintf(w->sweep_retention_days, sizeof(w->sweep_retention_days), "%d", cfg->audit_retention_days);
+    snprintf(w->sweep_window_s, sizeof(w->sweep_window_s), "%d", longest);
+    db_query_init(&w->sweep_query, DB_SWEEP, worker_on_sweep_done, w);
+    db_query_text(&w->sweep_query, w->sweep_retention_days);
+    db_query_text(&w->sweep_query, w->sweep_window_s);
     w->sweep_busy = 1;
     db_query_send(&w->db, &w->sweep_query);
 }
@@ -231,12 +227,27 @@ static void worker_on_dummy_timer(uv_timer_t *t)
         return;
     if (w->dummy_loaded_ms != 0 && uv_now(w->loop) - w->dummy_loaded_ms < WORKER_DUMMY_INTERVAL_MS)
         return;
-    memset(&w->dummy_query, 0, sizeof(w->dummy_query));
-    w->dummy_query.statement = DB_HASH_PARAMS;
-    w->dummy_query.cb = worker_on_dummy_params;
-    w->dummy_query.arg = w;
+    db_query_init(&w->dummy_query, DB_HASH_PARAMS, worker_on_dummy_params, w);
     w->dummy_busy = 1;
     db_query_send(&w->db, &w->dummy_query);
+}
+
+/* Every answer counts, by route and status, with its latency (what the
+ * pong reports). A request refused before dispatch (413, 431, 400) counts
+ * under the route its path names. */
+static void worker_on_answered(struct http_server *server, const struct http_request *req, int status,
+                               uint64_t latency_us)
+{
+    struct worker *w = server->data;
+    enum control_route route = ROUTE_OTHER;
+
+    if (req->route >= 0 && req->route < ROUTE_COUNT)
+        route = (enum control_route)req->route;
+    else if (req->path != NULL)
+        route = routes_route_of(req->path);
+    w->counters.requests[route][control_status_index(status)]++;
+    w->counters.latency[route][control_latency_bucket(latency_us)]++;
+    w->counters.latency_sum_us[route] += latency_us;
 }
 
 static void worker_on_handle_closed(uv_handle_t *h)
@@ -354,8 +365,7 @@ int worker_setup(struct worker *w, int listen_fd)
         return 1;
     }
     w->http.on_drained = worker_on_drained;
-    w->http.counters = &w->counters;
-    w->http.route_of = routes_route_of;
+    w->http.on_answered = worker_on_answered;
     w->http.max_connections = worker_connection_cap(w->cfg.max_connections);
     rc = db_init(&w->db, w->loop, w->cfg.database_url, w->cfg.db_pool_size, migrations_latest,
                  worker_on_db_state, w);

@@ -41,7 +41,7 @@ struct worker {
     uv_signal_t sig_term, sig_int, sig_quit;
     uv_timer_t sweep_timer;
     struct db_query sweep_query;
-    char sweep_params[2][16];
+    char sweep_retention_days[16], sweep_window_s[16]; /* its parameters */
     int sweep_busy;
     uv_timer_t dummy_timer;       /* the dummy hashes' settings (auth_set_dummies) */
     struct db_query dummy_query;

@@ -79,10 +79,19 @@ START_TEST(starts_serves_and_reports_status)
     ck_assert_int_eq(json_integer_value(json_object_get(totals, "workers")), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(totals, "ready")), 2);
     ck_assert(json_is_null(json_object_get(doc, "rollout")));
+    /* The supervisor itself (SPEC 10.12): its pid, build, start, upgrades. */
+    row = json_object_get(doc, "supervisor");
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "pid")), c.pid);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "build_id")),
+                     json_string_value(json_object_get(json_array_get(json_object_get(doc, "workers"), 0), "build_id")));
+    ck_assert_int_eq(strlen(json_string_value(json_object_get(row, "started_at"))), 20); /* 2026-12-05T07:30:00Z */
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "upgrades")), 0);
     json_decref(doc);
 
     ck_assert_int_eq(cluster_ctl(&c, "status", out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "SLOT"));
+    ck_assert_ptr_nonnull(strstr(out, "supervisor: pid "));
+    ck_assert_ptr_nonnull(strstr(out, ", upgrades 0\n"));
     ck_assert_ptr_nonnull(strstr(out, "ready"));
     ck_assert_int_eq(stat(c.socket_path, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);

@@ -68,7 +68,7 @@ END_TEST
 
 START_TEST(ready_timeout_and_the_database)
 {
-    struct health_input in = fine_worker(WORKER_STARTING);
+    struct health_input in = fine_worker(WORKER_CONFIGURED);
     struct health_report out;
 
     in.ready_clock_ms = in.now_ms - 5001;
