@@ -225,7 +225,9 @@ static void pool_slot_backoff(struct pool *pool, const struct pool_worker *w, in
 static void pool_on_worker_exit(struct pool *pool, struct pool_worker *w, const struct pool_worker_exit *how)
 {
     pool_count_restart(pool, w, how->reason);
-    if (pool->sup->state == SUPERVISOR_RUNNING && !how->slot_served)
+    /* Another worker may hold the slot although nobody planned it so: a
+     * replacement that took over when the worker it replaced was killed. */
+    if (pool->sup->state == SUPERVISOR_RUNNING && !how->slot_served && pool_slot_worker(pool, w->slot) == NULL)
         pool_slot_backoff(pool, w, how->status);
     if (how->unplanned)
         pool_rollout_on_exit(pool, w, how->detail);
@@ -292,8 +294,11 @@ void pool_reconcile(struct pool *pool)
         }
         if (s->state == SLOT_BACKOFF)
             continue;
-        if (pool_slot_worker(pool, slot) == NULL)
-            pool_worker_spawn(pool, slot, NULL, pool->build);
+        /* A spawn that fails is told to on_worker_exit at once, which may
+         * put the slot in backoff: that stands until its timer ends. */
+        if (pool_slot_worker(pool, slot) == NULL && pool_worker_spawn(pool, slot, NULL, pool->build) == NULL &&
+            s->state == SLOT_BACKOFF)
+            continue;
         pool_slot_set_state(s, pool_slot_state_of(pool, slot));
     }
     /* Nobody accepting (every worker gone): the first configured one serves. */

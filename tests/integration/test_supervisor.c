@@ -364,6 +364,51 @@ START_TEST(worker_that_exits_at_start_backs_off)
 }
 END_TEST
 
+/* A worker binary that can no longer be executed (here: its mode loses
+ * the x bits, so exec of the held descriptor fails): the slot backs off
+ * between tries like a slot whose workers die at start, however often
+ * the other worker's pongs wake the pool. */
+START_TEST(worker_that_cannot_be_spawned_backs_off)
+{
+    struct cluster c;
+    char binary[400], command[900], config[700];
+    long crashes;
+    int victim;
+    json_t *doc, *workers;
+    int in_backoff = 0;
+
+    snprintf(binary, sizeof(binary), "%s/worker-copy-%d", getenv("VERONA_TEST_TMP"), (int)getpid());
+    snprintf(command, sizeof(command), "cp '%s/verona-worker' '%s' && chmod 0755 '%s'", getenv("VERONA_BIN_DIR"),
+             binary, binary);
+    ck_assert_int_eq(system(command), 0);
+    snprintf(config, sizeof(config), ROOMY "health_interval_ms = 20\nworker_binary = %s\n", binary);
+    ck_assert_int_eq(cluster_start(&c, 2, config, 1), 0);
+    victim = cluster_worker_pid(&c, "ready", 0);
+    ck_assert_int_gt(victim, 0);
+    ck_assert_int_eq(chmod(binary, 0644), 0);
+    kill(victim, SIGKILL);
+    cluster_pause_ms(3000);
+    crashes = cluster_restarts(&c, "crash");
+    /* The death, then tries 0, 100, 200, 400, 800, 1600 ms apart: about
+     * 6 in 3 s; without backoff, one at every pong (hundreds). */
+    ck_assert_int_ge(crashes, 3);
+    ck_assert_int_le(crashes, 12);
+    ck_assert(cluster_log_contains(&c, "\"spawn_failed\""));
+    doc = cluster_status(&c);
+    workers = json_object_get(doc, "workers");
+    for (size_t i = 0; i < json_array_size(workers); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(workers, i), "state")), "backoff") == 0)
+            in_backoff++;
+    json_decref(doc);
+    ck_assert_int_eq(in_backoff, 1);
+    ck_assert_int_eq(cluster_count(&c, "ready"), 1); /* the other worker serves on */
+    ck_assert_int_eq(chmod(binary, 0755), 0);
+    ck_assert_int_eq(cluster_wait_workers(&c, 2, 2, 40000), 0);
+    cluster_stop(&c);
+    unlink(binary);
+}
+END_TEST
+
 START_TEST(bad_settings_exit_2_goes_straight_to_long_backoff)
 {
     struct cluster c;
@@ -661,6 +706,7 @@ Suite *supervisor_suite(void)
     tcase_add_test(tc, address_in_use_is_a_clear_error);
     tcase_add_test(tc, worker_that_exits_at_start_backs_off);
     tcase_add_test(tc, bad_settings_exit_2_goes_straight_to_long_backoff);
+    tcase_add_test(tc, worker_that_cannot_be_spawned_backs_off);
     tcase_add_test(tc, protocol_garbage_gets_the_worker_killed);
     tcase_add_test(tc, stopped_worker_is_killed_and_replaced);
     tcase_add_test(tc, signals_scale_the_pool);
