@@ -50,6 +50,14 @@ static char *admin_answer(int code, const char *fmt, ...)
     return out;
 }
 
+static void admin_on_upgrade_refused(void *arg, const char *reason)
+{
+    struct admin_client *client = arg;
+
+    client->waiting = 0;
+    admin_reply(client, admin_answer(1, "upgrade refused: %s\n", reason));
+}
+
 static void admin_on_rollout_end(void *arg, int ok, const char *reason)
 {
     struct admin_client *client = arg;
@@ -87,6 +95,8 @@ char *admin_execute(struct supervisor *sup, const char *line)
     }
     if (sup->state != SUPERVISOR_RUNNING)
         return admin_answer(1, "stopping: only status is answered\n");
+    if (upgrade_running(&sup->upgrade) && (req.verb == ADMIN_SCALE || req.verb == ADMIN_RECYCLE))
+        return admin_answer(1, "upgrade in progress\n");
     switch (req.verb) {
     case ADMIN_RELOAD:
         code = supervisor_reload(sup, err, sizeof(err));
@@ -106,6 +116,11 @@ char *admin_execute(struct supervisor *sup, const char *line)
         supervisor_stop(sup, 0, "ctl stop");
         admin_stop(&sup->admin); /* this answer still goes out: only the listener closes */
         return admin_answer(0, "stopping\n");
+    case ADMIN_UPGRADE:
+        /* Without a client to answer (admin.c's callers answer it themselves). */
+        if (upgrade_start(&sup->upgrade, -1, NULL, NULL, err, sizeof(err)) != 0)
+            return admin_answer(1, "upgrade refused: %s\n", err);
+        return admin_answer(0, "upgrade started (the new supervisor logs supervisor_upgrade)\n");
     case ADMIN_STATUS:
         break;
     }
@@ -175,10 +190,26 @@ static void admin_dispatch(struct admin_client *client)
 {
     struct supervisor *sup = client->admin->sup;
     struct admin_request req;
-    char err[128];
+    char err[512];
     char *answer;
 
     uv_timer_stop(&client->timer);
+    if (admin_request_parse(client->line, POOL_SLOTS_MAX, &req, err, sizeof(err)) == 0 && req.verb == ADMIN_UPGRADE &&
+        sup->state == SUPERVISOR_RUNNING) {
+        uv_os_fd_t fd;
+
+        /* Answered by the new image (this socket is handed over), or
+         * here when refused. */
+        if (uv_fileno((uv_handle_t *)&client->pipe, &fd) != 0)
+            fd = -1;
+        if (upgrade_start(&sup->upgrade, fd, admin_on_upgrade_refused, client, err, sizeof(err)) != 0) {
+            admin_reply(client, admin_answer(1, "upgrade refused: %s\n", err));
+            return;
+        }
+        client->waiting = 1;
+        uv_read_stop((uv_stream_t *)&client->pipe);
+        return;
+    }
     answer = admin_execute(sup, client->line);
     if (admin_request_parse(client->line, POOL_SLOTS_MAX, &req, err, sizeof(err)) == 0 && req.verb == ADMIN_RELOAD &&
         req.wait && answer != NULL && answer[0] == '0') {
@@ -341,4 +372,25 @@ void admin_stop(struct admin *admin)
     admin->open = 0;
     uv_close((uv_handle_t *)&admin->server, NULL);
     unlink(admin->path);
+}
+
+int admin_adopt(struct admin *admin, struct supervisor *sup, const char *path, int fd, char *err, size_t errsize)
+{
+    int rc;
+
+    memset(admin, 0, sizeof(*admin));
+    admin->sup = sup;
+    snprintf(admin->path, sizeof(admin->path), "%s", path);
+    uv_pipe_init(sup->loop, &admin->server, 0);
+    admin->server.data = admin;
+    rc = uv_pipe_open(&admin->server, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&admin->server, 16, admin_on_connection);
+    if (rc != 0) {
+        snprintf(err, errsize, "admin_socket %s (descriptor %d): %s", path, fd, uv_strerror(rc));
+        uv_close((uv_handle_t *)&admin->server, NULL);
+        return -1;
+    }
+    admin->open = 1;
+    return 0;
 }

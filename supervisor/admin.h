@@ -3,7 +3,7 @@
  * user). One request line, one answer, then the connection closes:
  *
  *   request:  "status" | "status --json" | "scale N" | "recycle PID" |
- *             "reload" | "reload --wait" | "stop"
+ *             "reload" | "reload --wait" | "stop" | "upgrade"
  *   answer:   "<exit code>\n<text>"   (0 done, 1 failed, 2 bad usage)
  */
 #ifndef VERONA_SUPERVISOR_ADMIN_H
@@ -27,6 +27,10 @@ struct admin {
 /* Binds the socket (refusing when another supervisor answers on it).
  * Returns 0 or -1 with a message. */
 int admin_start(struct admin *admin, struct supervisor *sup, const char *path, char *err, size_t errsize);
+
+/* Listens on `fd`, the admin socket the supervisor's previous image
+ * bound at `path` (ctl upgrade). 0, or -1 with a message. */
+int admin_adopt(struct admin *admin, struct supervisor *sup, const char *path, int fd, char *err, size_t errsize);
 
 /* Closes the socket and removes its file. */
 void admin_stop(struct admin *admin);

@@ -22,7 +22,7 @@ int admin_request_parse(const char *line, int slots_max, struct admin_request *r
 
     memset(req, 0, sizeof(*req));
     if (n <= 0) {
-        snprintf(err, errsize, "empty request (status, scale N, recycle PID, reload, stop)");
+        snprintf(err, errsize, "empty request (status, scale N, recycle PID, reload, stop, upgrade)");
         return 2;
     }
     if (n == 3) {
@@ -73,6 +73,14 @@ int admin_request_parse(const char *line, int slots_max, struct admin_request *r
         }
         return 0;
     }
-    snprintf(err, errsize, "unknown request '%s' (status, scale N, recycle PID, reload, stop)", verb);
+    if (strcmp(verb, "upgrade") == 0) {
+        req->verb = ADMIN_UPGRADE;
+        if (n == 2) {
+            snprintf(err, errsize, "upgrade takes no argument");
+            return 2;
+        }
+        return 0;
+    }
+    snprintf(err, errsize, "unknown request '%s' (status, scale N, recycle PID, reload, stop, upgrade)", verb);
     return 2;
 }

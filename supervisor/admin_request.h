@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-enum admin_verb { ADMIN_STATUS, ADMIN_RELOAD, ADMIN_SCALE, ADMIN_RECYCLE, ADMIN_STOP };
+enum admin_verb { ADMIN_STATUS, ADMIN_RELOAD, ADMIN_SCALE, ADMIN_RECYCLE, ADMIN_STOP, ADMIN_UPGRADE };
 
 struct admin_request {
     enum admin_verb verb;

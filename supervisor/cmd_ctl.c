@@ -17,6 +17,7 @@
 #include "cli.h"
 
 #define CTL_TIMEOUT_MS 10000
+#define CTL_UPGRADE_TIMEOUT_MS 60000 /* the dry run, the settling, the exec and the takeover */
 
 static const struct option ctl_options[] = {
     { "help", no_argument, NULL, 'h' },
@@ -31,26 +32,28 @@ static void ctl_usage(FILE *out)
                  "  recycle PID       gracefully replace one worker\n"
                  "  reload [--wait]   roll every worker onto the binary now on disk (--wait: until it ends;\n"
                  "                    exit 0 done, 1 halted and rolled back)\n"
-                 "  stop              graceful shutdown of the whole cluster\n");
+                 "  stop              graceful shutdown of the whole cluster\n"
+                 "  upgrade           replace the supervisor with the verona binary now on disk, in place\n"
+                 "                    (same pid, workers untouched; refused if that binary cannot take over)\n");
 }
 
 /* What is wrong with the command line (into msg), or 0 when it is a
  * request the supervisor takes. */
 static int ctl_check(int argc, char **argv, char *msg, size_t size)
 {
-    static const char *const verbs[] = { "status", "scale", "recycle", "reload", "stop" };
+    static const char *const verbs[] = { "status", "scale", "recycle", "reload", "stop", "upgrade" };
     const char *verb = argc > 0 ? argv[0] : "";
     size_t i;
 
     if (argc == 0) {
-        snprintf(msg, size, "missing command (status, scale N, recycle PID, reload, stop)");
+        snprintf(msg, size, "missing command (status, scale N, recycle PID, reload, stop, upgrade)");
         return -1;
     }
     for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (strcmp(verb, verbs[i]) == 0)
             break;
     if (i == sizeof(verbs) / sizeof(verbs[0])) {
-        snprintf(msg, size, "unknown command '%.64s' (status, scale N, recycle PID, reload, stop)", verb);
+        snprintf(msg, size, "unknown command '%.64s' (status, scale N, recycle PID, reload, stop, upgrade)", verb);
         return -1;
     }
     if (strcmp(verb, "scale") == 0 || strcmp(verb, "recycle") == 0) {
@@ -93,7 +96,7 @@ int ctl_main(int argc, char **argv)
     struct sockaddr_un sun;
     struct config cfg;
     size_t len = 0, rlen = 0;
-    int opt, fd, code, wait = 0;
+    int opt, fd, code, wait = 0, timeout_ms;
 
     optind = 1;
     opterr = 0; /* one line of our own instead */
@@ -135,6 +138,7 @@ int ctl_main(int argc, char **argv)
     }
     request[rlen++] = '\n';
     wait = argc - optind == 2 && strcmp(argv[optind + 1], "--wait") == 0;
+    timeout_ms = strcmp(argv[optind], "upgrade") == 0 ? CTL_UPGRADE_TIMEOUT_MS : CTL_TIMEOUT_MS;
 
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -161,10 +165,10 @@ int ctl_main(int argc, char **argv)
         struct pollfd p = { fd, POLLIN, 0 };
         ssize_t n;
         /* reload --wait lasts as long as the rollout; everything else answers at once. */
-        int timeout = wait ? -1 : CTL_TIMEOUT_MS;
+        int timeout = wait ? -1 : timeout_ms;
 
         if (poll(&p, 1, timeout) <= 0) {
-            fprintf(stderr, "verona ctl: no answer from %s within %d s\n", socket_path, CTL_TIMEOUT_MS / 1000);
+            fprintf(stderr, "verona ctl: no answer from %s within %d s\n", socket_path, timeout_ms / 1000);
             close(fd);
             return CLI_FAILED;
         }

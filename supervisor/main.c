@@ -10,7 +10,7 @@ static void cli_usage(FILE *out)
     fprintf(out,
             "usage: verona COMMAND [ARGS]\n"
             "  serve [-c FILE]                   run the supervisor and its workers (foreground)\n"
-            "  ctl [-s SOCKET|-c FILE] status [--json] | scale N | recycle PID | reload [--wait] | stop\n"
+            "  ctl [-s SOCKET|-c FILE] status [--json] | scale N | recycle PID | reload [--wait] | stop | upgrade\n"
             "  migrate [-c FILE]                 apply pending sql/ migrations\n"
             "  user add|passwd NAME [-c FILE]    create a user / set a password (read from stdin)\n"
             "  user lock|unlock NAME [-c FILE]   lock (ending every session) or unlock a user\n"

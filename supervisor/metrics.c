@@ -343,3 +343,23 @@ void metrics_stop(struct metrics *m)
     m->open = 0;
     uv_close((uv_handle_t *)&m->server, NULL);
 }
+
+int metrics_adopt(struct metrics *m, struct supervisor *sup, int fd, char *err, size_t errsize)
+{
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    m->sup = sup;
+    uv_tcp_init(sup->loop, &m->server);
+    m->server.data = m;
+    rc = uv_tcp_open(&m->server, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&m->server, 64, metrics_on_connection);
+    if (rc != 0) {
+        snprintf(err, errsize, "metrics_listen (descriptor %d): %s", fd, uv_strerror(rc));
+        uv_close((uv_handle_t *)&m->server, NULL);
+        return -1;
+    }
+    m->open = 1;
+    return 0;
+}

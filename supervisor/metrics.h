@@ -19,6 +19,9 @@ struct metrics {
 /* Listens on `address`. 0, or -1 with a message. */
 int metrics_start(struct metrics *m, struct supervisor *sup, const char *address, char *err, size_t errsize);
 
+/* Listens on `fd`, bound by the supervisor's previous image (ctl upgrade). */
+int metrics_adopt(struct metrics *m, struct supervisor *sup, int fd, char *err, size_t errsize);
+
 void metrics_stop(struct metrics *m);
 
 /* The exposition text (malloc'd). */

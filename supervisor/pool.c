@@ -414,6 +414,7 @@ void pool_tick(struct pool *pool)
     uint64_t now = pool_now_ms(pool);
     int others_db_up = 0;
 
+    pool_worker_reap_adopted(pool); /* a SIGCHLD is never missed for long */
     for (struct pool_worker *w = pool->workers; w != NULL; w = w->next)
         if (w->state == WORKER_READY && w->db_up)
             others_db_up = 1;
@@ -530,6 +531,40 @@ int pool_init(struct pool *pool, struct supervisor *sup, struct build *build, ch
         pool->slots[s].pool = pool;
     }
     return 0;
+}
+
+void pool_set_gate(struct pool *pool, int gate)
+{
+    size_t i = 0, at;
+
+    if (gate == pool->gate)
+        return;
+    hash_gate_remove(pool->gate);
+    pool->gate = gate;
+    while (pool->env[i] != NULL && pool->env[i] != pool->gate_env)
+        i++;
+    at = i; /* the gate's entry, or the end */
+    if (gate < 0) {
+        for (; pool->env[i] != NULL; i++)
+            pool->env[i] = pool->env[i + 1];
+        return;
+    }
+    snprintf(pool->gate_env, sizeof(pool->gate_env), HASH_GATE_ENV "=%d", gate);
+    pool->env[at] = pool->gate_env; /* pool_init left room for it */
+}
+
+void pool_slot_restore(struct pool *pool, int slot, enum pool_slot_state state, int failures, uint64_t restarts,
+                       uint64_t backoff_left_ms)
+{
+    struct pool_slot *s = &pool->slots[slot];
+
+    s->state = state;
+    s->failures = failures;
+    s->restarts = restarts;
+    if (state == SLOT_BACKOFF) {
+        s->backoff_until_ms = pool_now_ms(pool) + backoff_left_ms;
+        uv_timer_start(&s->timer, pool_slot_on_backoff_end, backoff_left_ms, 0);
+    }
 }
 
 static void pool_on_timer_close(uv_handle_t *h)

@@ -76,8 +76,9 @@ struct pool_worker {
     int slot;
     int pid;
     enum pool_worker_state state;
-    uv_process_t process;
+    uv_process_t process;        /* unused when adopted */
     uv_pipe_t control;
+    int adopted;                 /* started by the supervisor's previous image (ctl upgrade): reaped by pid */
     enum pool_worker_state killed_in; /* WORKER_KILLED: the state it was killed in */
     int handles_open;            /* process + control; freed at 0 */
     char *in;                    /* owned: control bytes not yet decoded */
@@ -179,6 +180,26 @@ int pool_worker_holds_slot(const struct pool_worker *w);
 /* The worker serving `slot` (starting or ready, not draining), or NULL;
  * when a replacement is starting, the replacement. */
 struct pool_worker *pool_slot_worker(struct pool *pool, int slot);
+
+/* Takes over a worker the supervisor's previous image started (ctl
+ * upgrade): `w` is filled from the handed-over state and not yet in the
+ * pool; `control_fd` is its control socket. It joins the pool; its exit
+ * is found by pool_worker_reap_adopted(). 0, or -1 with a message (w is
+ * then closed and freed). */
+int pool_worker_adopt(struct pool *pool, struct pool_worker *w, int control_fd, char *err, size_t errsize);
+
+/* Reaps adopted workers that exited (on SIGCHLD, and every tick: libuv
+ * waits only for the processes it started). */
+void pool_worker_reap_adopted(struct pool *pool);
+
+/* Puts a slot in the state the previous image handed over (ctl
+ * upgrade), its backoff timer running for what was left of it. */
+void pool_slot_restore(struct pool *pool, int slot, enum pool_slot_state state, int failures, uint64_t restarts,
+                       uint64_t backoff_left_ms);
+
+/* Replaces the hash gate pool_init created with `gate` (the previous
+ * image's, which the workers use); -1: none. */
+void pool_set_gate(struct pool *pool, int gate);
 
 /* Kills a worker (SIGKILL) for `reason`; `detail` is logged. */
 void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char *detail);

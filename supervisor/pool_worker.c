@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../proto/log.h"
@@ -141,7 +142,10 @@ void pool_worker_kill(struct pool_worker *w, enum pool_reason reason, const char
              json_pack("{s:i, s:i, s:s, s:s}", "slot", w->slot, "worker_pid", w->pid, "reason",
                        w->pool->sup->state != SUPERVISOR_RUNNING ? "stop" : pool_reason_names[reason], "detail",
                        detail));
-    uv_process_kill(&w->process, SIGKILL);
+    if (w->adopted)
+        kill(w->pid, SIGKILL); /* not reaped yet (state < EXITED): still our child */
+    else
+        uv_process_kill(&w->process, SIGKILL);
 }
 
 void pool_worker_drain(struct pool_worker *w, enum pool_reason reason)
@@ -355,9 +359,8 @@ static void pool_worker_release(struct pool_worker *w)
     free(w);
 }
 
-static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+static void pool_worker_exited(struct pool_worker *w, int64_t exit_status, int term_signal)
 {
-    struct pool_worker *w = proc->data;
     struct pool *pool = w->pool;
     /* What it was doing when it died (a killed one: when it was killed). */
     enum pool_worker_state was = w->state == WORKER_KILLED ? w->killed_in : w->state;
@@ -396,10 +399,68 @@ static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signa
     how.slot_served = was == WORKER_DRAINING || pool_worker_being_replaced(w) || was_surge;
     how.spawn_failed = 0;
     how.detail = detail;
-    uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
+    if (!w->adopted)
+        uv_close((uv_handle_t *)&w->process, pool_on_handle_close);
     if (!uv_is_closing((uv_handle_t *)&w->control))
         uv_close((uv_handle_t *)&w->control, pool_on_handle_close);
     pool->on_worker_exit(pool, w, &how);
+}
+
+static void pool_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    pool_worker_exited(proc->data, exit_status, term_signal);
+}
+
+void pool_worker_reap_adopted(struct pool *pool)
+{
+    int again = 1;
+
+    /* An exit changes the list (a replacement is spawned): start over. */
+    while (again) {
+        again = 0;
+        for (struct pool_worker *w = pool->workers; w != NULL; w = w->next) {
+            int status;
+            pid_t got;
+
+            if (!w->adopted || w->state == WORKER_EXITED)
+                continue;
+            do
+                got = waitpid(w->pid, &status, WNOHANG);
+            while (got < 0 && errno == EINTR);
+            if (got != w->pid)
+                continue;
+            pool_worker_exited(w, WIFEXITED(status) ? WEXITSTATUS(status) : 0,
+                               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+            again = 1;
+            break;
+        }
+    }
+}
+
+int pool_worker_adopt(struct pool *pool, struct pool_worker *w, int control_fd, char *err, size_t errsize)
+{
+    int rc;
+
+    w->pool = pool;
+    w->adopted = 1;
+    uv_pipe_init(pool->sup->loop, &w->control, 0);
+    w->control.data = w;
+    rc = uv_pipe_open(&w->control, control_fd);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&w->control, pool_on_alloc, pool_on_read);
+    if (rc != 0) {
+        snprintf(err, errsize, "worker %d: control socket %d: %s", w->pid, control_fd, uv_strerror(rc));
+        w->handles_open = 1;
+        uv_close((uv_handle_t *)&w->control, pool_on_handle_close); /* then released */
+        return -1;
+    }
+    w->handles_open = 1; /* the control socket; there is no process handle */
+    w->next = pool->workers;
+    pool->workers = w;
+    log_emit(LOG_INFO, "worker_adopted",
+             json_pack("{s:i, s:i, s:s}", "slot", w->slot, "worker_pid", w->pid, "state",
+                       pool_worker_state_name(w->state)));
+    return 0;
 }
 
 /* ---- spawning ---- */

@@ -19,8 +19,9 @@
 #include "cli.h"
 #include "privilege.h"
 #include "supervisor.h"
+#include "takeover.h"
 
-static const int serve_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGPIPE };
+static const int serve_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGPIPE, SIGUSR2, SIGCHLD };
 
 /* Binds `address` once for every worker; returns the socket or -1. */
 static int serve_listen(const char *address, char *err, size_t errsize)
@@ -69,8 +70,10 @@ static void serve_on_signal(uv_signal_t *s, int signum)
         break;
     case SIGTTIN:
     case SIGTTOU:
-        if (rollout_active(&sup->pool.rollout)) {
-            log_emit(LOG_WARN, "scale_refused", json_pack("{s:s}", "reason", "rollout in progress"));
+        if (rollout_active(&sup->pool.rollout) || upgrade_running(&sup->upgrade)) {
+            log_emit(LOG_WARN, "scale_refused",
+                     json_pack("{s:s}", "reason",
+                               upgrade_running(&sup->upgrade) ? "upgrade in progress" : "rollout in progress"));
             break;
         }
         if (sup->state != SUPERVISOR_RUNNING)
@@ -83,6 +86,14 @@ static void serve_on_signal(uv_signal_t *s, int signum)
         }
         pool_scale(&sup->pool, sup->pool.target + (signum == SIGTTIN ? 1 : -1));
         break;
+    case SIGUSR2: {
+        char err[512];
+        upgrade_start(&sup->upgrade, -1, NULL, NULL, err, sizeof(err)); /* a refusal is logged there */
+        break;
+    }
+    case SIGCHLD:
+        pool_worker_reap_adopted(&sup->pool); /* libuv reaps the workers it started itself */
+        break;
     case SIGHUP: {
         char err[CONFIG_ERROR_MAX + 64];
         supervisor_reload(sup, err, sizeof(err)); /* a refusal is logged there */
@@ -91,6 +102,50 @@ static void serve_on_signal(uv_signal_t *s, int signum)
     default:
         break; /* SIGPIPE: a write error is handled where it happens */
     }
+}
+
+/* The running supervisor, however it started: signals, the tick, the
+ * loop; then everything closed. */
+static int serve_run(struct supervisor *sup)
+{
+    history_start(&sup->history, sup);
+    for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++) {
+        uv_signal_init(sup->loop, &sup->signals[i]);
+        sup->signals[i].data = sup;
+        uv_signal_start(&sup->signals[i], serve_on_signal, serve_signals[i]);
+    }
+    uv_timer_init(sup->loop, &sup->tick);
+    uv_timer_init(sup->loop, &sup->stop_timer);
+    sup->tick.data = sup->stop_timer.data = sup;
+    uv_timer_start(&sup->tick, supervisor_on_tick, (uint64_t)sup->cfg.health_interval_ms,
+                   (uint64_t)sup->cfg.health_interval_ms);
+    notify_start(&sup->notify, sup);
+    upgrade_init(&sup->upgrade, sup);
+    if (sup->upgrades > 0)
+        takeover_done(sup);
+    else
+        log_emit(LOG_INFO, "supervisor_started",
+                 json_pack("{s:s, s:i, s:s, s:s, s:s}", "listen", sup->cfg.listen, "workers", sup->cfg.workers,
+                           "worker_binary", sup->pool.build->path, "binary_sha256", sup->pool.build->sha256,
+                           "admin_socket", sup->cfg.admin_socket));
+    pool_worker_reap_adopted(&sup->pool); /* any that exited during the hand-over */
+    pool_reconcile(&sup->pool);
+    uv_run(sup->loop, UV_RUN_DEFAULT);
+
+    /* Close what is left and let the loop finish the closes. */
+    for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++)
+        uv_close((uv_handle_t *)&sup->signals[i], serve_on_close);
+    uv_close((uv_handle_t *)&sup->tick, serve_on_close);
+    admin_stop(&sup->admin); /* closed already by whatever stopped us */
+    metrics_stop(&sup->metrics);
+    upgrade_fini(&sup->upgrade);
+    history_stop(&sup->history);
+    notify_stop(&sup->notify);
+    uv_close((uv_handle_t *)&sup->stop_timer, serve_on_close);
+    pool_fini(&sup->pool);
+    uv_run(sup->loop, UV_RUN_DEFAULT);
+    close(sup->listen_fd);
+    return CLI_OK;
 }
 
 static void serve_usage(FILE *out)
@@ -110,6 +165,16 @@ int serve_main(int argc, char **argv)
     struct build *build;
     int opt;
 
+    /* The two halves of ctl upgrade's hand-over (supervisor/upgrade.h). */
+    if (argc == 3 && strcmp(argv[1], "--takeover-check") == 0)
+        return takeover_check_main(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--takeover") == 0) {
+        if (takeover_load(sup, argv[2], err, sizeof(err)) != 0) {
+            log_emit(LOG_ERROR, "supervisor_takeover_failed", json_pack("{s:s}", "error", err));
+            return CLI_FAILED;
+        }
+        return serve_run(sup);
+    }
     optind = 1;
     while ((opt = cli_getopt(argc, argv, "serve")) != -1) {
         switch (opt) {
@@ -139,6 +204,13 @@ int serve_main(int argc, char **argv)
     }
 
     sup->loop = uv_default_loop();
+    sup->takeover_client_fd = -1;
+    {
+        /* What ctl upgrade execs: the binary at this path when it is asked. */
+        ssize_t n = readlink("/proc/self/exe", sup->self_path, sizeof(sup->self_path) - 1);
+
+        sup->self_path[n > 0 ? n : 0] = '\0';
+    }
     {
         /* Its workers inherit it (each raises its own too); SPEC 10.8. */
         long want = (long)sup->cfg.max_connections + NOFILE_RESERVE, got = nofile_raise(want);
@@ -183,38 +255,8 @@ int serve_main(int argc, char **argv)
         admin_stop(&sup->admin);
         return CLI_USAGE;
     }
-    history_start(&sup->history, sup);
-    for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++) {
-        uv_signal_init(sup->loop, &sup->signals[i]);
-        sup->signals[i].data = sup;
-        uv_signal_start(&sup->signals[i], serve_on_signal, serve_signals[i]);
-    }
-    uv_timer_init(sup->loop, &sup->tick);
-    uv_timer_init(sup->loop, &sup->stop_timer);
-    sup->tick.data = sup->stop_timer.data = sup;
-    uv_timer_start(&sup->tick, supervisor_on_tick, (uint64_t)sup->cfg.health_interval_ms,
-                   (uint64_t)sup->cfg.health_interval_ms);
     sup->started_ms = uv_now(sup->loop);
     sup->started_at = time(NULL);
-    notify_start(&sup->notify, sup);
-    log_emit(LOG_INFO, "supervisor_started",
-             json_pack("{s:s, s:i, s:s, s:s, s:s}", "listen", sup->cfg.listen, "workers", sup->cfg.workers,
-                       "worker_binary", build->path, "binary_sha256", build->sha256,
-                       "admin_socket", sup->cfg.admin_socket));
-    pool_reconcile(&sup->pool);
-    uv_run(sup->loop, UV_RUN_DEFAULT);
-
-    /* Close what is left and let the loop finish the closes. */
-    for (size_t i = 0; i < sizeof(serve_signals) / sizeof(serve_signals[0]); i++)
-        uv_close((uv_handle_t *)&sup->signals[i], serve_on_close);
-    uv_close((uv_handle_t *)&sup->tick, serve_on_close);
-    admin_stop(&sup->admin); /* closed already by whatever stopped us */
-    metrics_stop(&sup->metrics);
-    history_stop(&sup->history);
-    notify_stop(&sup->notify);
-    uv_close((uv_handle_t *)&sup->stop_timer, serve_on_close);
-    pool_fini(&sup->pool);
-    uv_run(sup->loop, UV_RUN_DEFAULT);
-    close(sup->listen_fd);
+    return serve_run(sup);
     return CLI_OK;
 }

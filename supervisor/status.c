@@ -71,16 +71,21 @@ json_t *status_json(struct supervisor *sup)
                               : json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "state", rollout_state_name(r->state),
                                           "from", r->from_sha, "to", r->to_sha, "slots_done", r->slots_done,
                                           "slots_total", r->slots_total, "reason", r->reason);
-        char started[32];
+        char started[32], upgraded[32];
         struct tm tm;
 
         if (gmtime_r(&sup->started_at, &tm) == NULL || strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
             started[0] = '\0';
-        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:o, s:{s:i, s:s, s:s, s:i}}", "workers", workers,
-                         "totals", "workers", live, "target", pool->target, "ready", ready, "requests",
+        if (sup->upgraded_at == 0 || gmtime_r(&sup->upgraded_at, &tm) == NULL ||
+            strftime(upgraded, sizeof(upgraded), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+            upgraded[0] = '\0';
+        return json_pack("{s:o, s:{s:i, s:i, s:i, s:I, s:I, s:o}, s:o, s:{s:i, s:s, s:s, s:i, s:s?, s:s?}}", "workers",
+                         workers, "totals", "workers", live, "target", pool->target, "ready", ready, "requests",
                          (json_int_t)requests, "restarts", (json_int_t)restarts, "restarts_by_reason", by_reason,
                          "rollout", rollout, "supervisor", "pid", (int)getpid(), "build_id", VERONA_BUILD_ID,
-                         "started_at", started, "upgrades", (int)sup->upgrades);
+                         "started_at", started, "upgrades", (int)sup->upgrades, "upgraded_at",
+                         upgraded[0] != '\0' ? upgraded : NULL, "upgraded_from",
+                         sup->upgrades > 0 ? sup->upgraded_from : NULL);
     }
 }
 
@@ -157,11 +162,14 @@ char *status_table(struct supervisor *sup)
                  json_string_value(json_object_get(row, "reason")));
     row = json_object_get(doc, "supervisor");
     if (len < cap)
-        snprintf(out + len, cap - len, "supervisor: pid %lld, build %s, started %s, upgrades %lld\n",
+        snprintf(out + len, cap - len, "supervisor: pid %lld, build %s, started %s, upgrades %lld%s%s%s%s%s\n",
                  (long long)json_integer_value(json_object_get(row, "pid")),
                  json_string_value(json_object_get(row, "build_id")),
                  json_string_value(json_object_get(row, "started_at")),
-                 (long long)json_integer_value(json_object_get(row, "upgrades")));
+                 (long long)json_integer_value(json_object_get(row, "upgrades")),
+                 sup->upgrades > 0 ? " (the last at " : "", sup->upgrades > 0 ? json_string_value(json_object_get(row, "upgraded_at")) : "",
+                 sup->upgrades > 0 ? " from " : "", sup->upgrades > 0 ? json_string_value(json_object_get(row, "upgraded_from")) : "",
+                 sup->upgrades > 0 ? ")" : "");
     json_decref(doc);
     return out;
 }

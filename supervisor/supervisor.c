@@ -59,6 +59,10 @@ static int supervisor_try_reload(struct supervisor *sup, char *err, size_t errsi
         snprintf(err, errsize, "rollout in progress");
         return 1;
     }
+    if (upgrade_running(&sup->upgrade)) {
+        snprintf(err, errsize, "upgrade in progress");
+        return 1;
+    }
     /* The file serve read at start: -c, else the default path (also one
      * created since). */
     if (sup->config_path[0] != '\0')
@@ -130,6 +134,7 @@ void supervisor_stop(struct supervisor *sup, int immediate, const char *why)
     sup->state = immediate ? SUPERVISOR_QUITTING : SUPERVISOR_STOPPING;
     notify_stopping(&sup->notify);
     rollout_cancel_waiters(&sup->pool.rollout, "the supervisor is stopping");
+    upgrade_cancel(&sup->upgrade, "the supervisor is stopping");
     pool_stop(&sup->pool, immediate);
     uv_timer_start(&sup->stop_timer, supervisor_on_stop_deadline,
                    immediate ? SUPERVISOR_QUIT_GRACE_MS : (uint64_t)sup->cfg.drain_timeout_ms + 2000, 0);

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pool.h"
+#include "upgrade.h"
 
 enum supervisor_state {
     SUPERVISOR_RUNNING = 0, /* keeping the pool at its target size */
@@ -31,13 +32,18 @@ struct supervisor {
     struct metrics metrics;
     struct history history;     /* the status page's charts */
     struct notify notify;
-    uv_signal_t signals[7];
+    uv_signal_t signals[9];
     uv_timer_t tick;            /* health_interval_ms: pings, timeouts, memory */
     uv_timer_t stop_timer;      /* deadline of a graceful stop */
     enum supervisor_state state;
     uint64_t started_ms;
     time_t started_at;          /* wall clock, for status */
     unsigned upgrades;          /* times the supervisor was replaced in place (ctl upgrade) */
+    time_t upgraded_at;         /* wall clock of the last upgrade (0: none) */
+    char upgraded_from[CONTROL_BUILD_ID_MAX]; /* the build id before it */
+    char self_path[PATH_MAX];   /* the `verona` binary an upgrade execs (as found at the first start) */
+    struct upgrade upgrade;     /* ctl upgrade, SIGUSR2 (upgrade.c; takeover.c for the new image) */
+    int takeover_client_fd;     /* the ctl that asked for the upgrade, answered once running, or -1 */
     int file_workers;           /* `workers` as the file last said (scale survives reloads) */
 };
 
