@@ -158,6 +158,10 @@ char *metrics_render(struct supervisor *sup)
     metrics_header(&b, "verona_rollout_in_progress", "gauge", "1 while a rollout or rollback runs.");
     textbuf_printf(&b, "verona_rollout_in_progress %d\n", rollout_active(&pool->rollout));
 
+    metrics_header(&b, "verona_supervisor_upgrades_total", "counter",
+                   "Times the supervisor was replaced in place (ctl upgrade) since it started.");
+    textbuf_printf(&b, "verona_supervisor_upgrades_total %u\n", sup->upgrades);
+
     metrics_header(&b, "verona_build_info", "gauge", "The build the pool runs (last good).");
     {
         const char *build_id = "";

@@ -271,6 +271,15 @@ struct pool_worker *pool_replace(struct pool_worker *old, enum pool_reason reaso
     return pool_worker_spawn(old->pool, old->slot, old, build);
 }
 
+/* A spawn failed: on_worker_exit heard of it at once and may have put
+ * the slot in backoff, which stands until its timer ends; else the slot
+ * is empty (the next step tries again). */
+static void pool_slot_spawn_failed(struct pool_slot *s)
+{
+    if (s->state != SLOT_BACKOFF)
+        pool_slot_set_state(s, SLOT_EMPTY);
+}
+
 void pool_reconcile(struct pool *pool)
 {
     if (pool->sup->state != SUPERVISOR_RUNNING)
@@ -294,11 +303,10 @@ void pool_reconcile(struct pool *pool)
         }
         if (s->state == SLOT_BACKOFF)
             continue;
-        /* A spawn that fails is told to on_worker_exit at once, which may
-         * put the slot in backoff: that stands until its timer ends. */
-        if (pool_slot_worker(pool, slot) == NULL && pool_worker_spawn(pool, slot, NULL, pool->build) == NULL &&
-            s->state == SLOT_BACKOFF)
+        if (pool_slot_worker(pool, slot) == NULL && pool_worker_spawn(pool, slot, NULL, pool->build) == NULL) {
+            pool_slot_spawn_failed(s);
             continue;
+        }
         pool_slot_set_state(s, pool_slot_state_of(pool, slot));
     }
     /* Nobody accepting (every worker gone): the first configured one serves. */

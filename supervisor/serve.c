@@ -258,5 +258,4 @@ int serve_main(int argc, char **argv)
     sup->started_ms = uv_now(sup->loop);
     sup->started_at = time(NULL);
     return serve_run(sup);
-    return CLI_OK;
 }

@@ -163,8 +163,8 @@ void takeover_done(struct supervisor *sup)
     int n;
 
     log_emit(LOG_INFO, "supervisor_upgrade",
-             json_pack("{s:s, s:s, s:i, s:i, s:i}", "from", sup->upgraded_from, "to", VERONA_BUILD_ID, "upgrades",
-                       (int)sup->upgrades, "workers", pool_live_count(&sup->pool), "pid", (int)getpid()));
+             json_pack("{s:s, s:s, s:i, s:i}", "from", sup->upgraded_from, "to", VERONA_BUILD_ID, "upgrades",
+                       (int)sup->upgrades, "workers", pool_live_count(&sup->pool)));
     if (sup->takeover_client_fd < 0)
         return;
     n = snprintf(answer, sizeof(answer), "0\nupgraded: build %s -> %s, pid %d, %d workers kept, upgrade %u\n",

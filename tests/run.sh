@@ -12,6 +12,9 @@ echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer; and UBSan only, f
 make -s BUILD=asan -j"$jobs" tests
 make -s BUILD=ubsan -j"$jobs" tests
 make -s BUILD=hooks -j"$jobs" build   # the replay's: release code with the test knobs
+# ctl upgrade's "new build" (tests/fault/test_upgrade.c): the UBSan supervisor again, with another build id.
+make -s BUILD=ubsan OUT=build/ubsan-next BUILD_ID="$(git describe --always --dirty 2>/dev/null || echo dev)-next" \
+    -j"$jobs" build/ubsan-next/bin/verona
 
 echo "== cppcheck"
 make -s lint
@@ -94,6 +97,7 @@ CK_LOG_FILE_NAME="$tmp/integration.check" VERONA_PG_FSYNC=off build/asan/tests/i
 
 echo "== fault tests under load (UBSan build: ASan would distort RSS)"
 CK_LOG_FILE_NAME="$tmp/fault.check" VERONA_BIN_DIR="$root/build/ubsan/bin" VERONA_PG_FSYNC=off \
+    VERONA_NEXT_VERONA="$root/build/ubsan-next/bin/verona" \
     build/ubsan/tests/fault
 
 echo "== no worker called outside its seccomp allow-list (worker/sandbox.c; test_sandbox.c's call is on purpose)"

@@ -13,6 +13,7 @@ Suite *client_share_suite(void);
 Suite *connections_suite(void);
 Suite *hash_share_suite(void);
 Suite *sandbox_suite(void);
+Suite *upgrade_suite(void);
 
 int main(void)
 {
@@ -25,6 +26,7 @@ int main(void)
     srunner_add_suite(sr, connections_suite());
     srunner_add_suite(sr, hash_share_suite());
     srunner_add_suite(sr, sandbox_suite());
+    srunner_add_suite(sr, upgrade_suite());
     srunner_add_suite(sr, failover_suite()); /* last: it stops and restarts the test PostgreSQL */
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -16,49 +16,10 @@
 #define GOOD_PASSWORD "correct horse battery staple"
 #define FAST "memory_soft_limit_mb = 200\nmemory_hard_limit_mb = 400\n"
 
-/* Load on the session and login endpoints of `c`: a registered user, a
- * token for GET /v1/session, a wrk script for POST /v1/login. */
-struct load {
-    struct wrk_run session, login;
-    char script[400];
-};
-
-static void load_start(struct load *l, const struct cluster *c, int seconds, int keep_alive)
-{
-    char name[64], token[44], extra[600];
-    FILE *f;
-
-    harness_username(name, sizeof(name), "load");
-    harness_register(c->port, name, GOOD_PASSWORD);
-    ck_assert_int_eq(harness_login(c->port, name, GOOD_PASSWORD, token, NULL), 200);
-    snprintf(l->script, sizeof(l->script), "%s/login-%d.lua", c->dir, (int)getpid());
-    f = fopen(l->script, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n%s"
-               "wrk.body = '{\"username\":\"%s\",\"password\":\"%s\"}'\n",
-            keep_alive ? "" : "wrk.headers[\"Connection\"] = \"close\"\n", name, GOOD_PASSWORD);
-    fclose(f);
-    snprintf(extra, sizeof(extra), "-H 'Authorization: Bearer %s'%s", token,
-             keep_alive ? "" : " -H 'Connection: close'");
-    wrk_start(&l->session, c, "/v1/session", 16, seconds, extra);
-    snprintf(extra, sizeof(extra), "-s %s", l->script);
-    wrk_start(&l->login, c, "/v1/login", 4, seconds, extra);
-}
-
-static void load_finish(struct load *l)
-{
-    wrk_finish(&l->session);
-    wrk_finish(&l->login);
-}
-
-static void assert_no_failures(const struct load *l)
-{
-    ck_assert_msg(l->session.errors == 0 && l->session.non_2xx == 0,
-                  "session load: %ld errors, %ld non-2xx of %ld (%s)", l->session.errors, l->session.non_2xx,
-                  l->session.requests, l->session.out_path);
-    ck_assert_msg(l->login.errors == 0 && l->login.non_2xx == 0, "login load: %ld errors, %ld non-2xx of %ld (%s)",
-                  l->login.errors, l->login.non_2xx, l->login.requests, l->login.out_path);
-}
+#define load cluster_load
+#define load_start cluster_load_start
+#define load_finish cluster_load_finish
+#define assert_no_failures cluster_load_assert_no_failures
 
 /* Polls (10 s) until every slot of the gate is free again. */
 static int gate_wait_free(int gate, int slots)

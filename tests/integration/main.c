@@ -13,6 +13,7 @@ Suite *sessions_suite(void);
 Suite *cli_suite(void);
 Suite *supervisor_suite(void);
 Suite *operability_suite(void);
+Suite *upgrade_suite(void);
 
 int main(void)
 {
@@ -25,6 +26,7 @@ int main(void)
     srunner_add_suite(sr, cli_suite());
     srunner_add_suite(sr, supervisor_suite());
     srunner_add_suite(sr, operability_suite());
+    srunner_add_suite(sr, upgrade_suite());
     srunner_add_suite(sr, privilege_suite());
     srunner_add_suite(sr, resilience_suite());
     srunner_run_all(sr, CK_NORMAL);

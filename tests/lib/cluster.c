@@ -33,6 +33,7 @@ void cluster_prepare(struct cluster *c, int workers, const char *extra_config)
     snprintf(c->config_path, sizeof(c->config_path), "%s/verona.conf", c->dir);
     snprintf(c->socket_path, sizeof(c->socket_path), "%s/verona.sock", c->dir);
     snprintf(c->log_path, sizeof(c->log_path), "%s/serve.log", c->dir);
+    snprintf(c->verona, sizeof(c->verona), "%s/verona", getenv("VERONA_BIN_DIR"));
     c->port = harness_free_port();
     f = fopen(c->config_path, "w");
     ck_assert_ptr_nonnull(f);
@@ -51,7 +52,7 @@ int cluster_launch(struct cluster *c, int wait_ready)
 {
     char verona[512];
 
-    snprintf(verona, sizeof(verona), "%s/verona", getenv("VERONA_BIN_DIR"));
+    snprintf(verona, sizeof(verona), "%s", c->verona);
     c->pid = fork();
     ck_assert_int_ge(c->pid, 0);
     if (c->pid == 0) {
@@ -67,6 +68,106 @@ int cluster_launch(struct cluster *c, int wait_ready)
     if (!wait_ready)
         return 0;
     return cluster_wait_workers(c, c->workers, c->workers, 30000);
+}
+
+void cluster_replace_binary(const struct cluster *c, const char *source, int mode)
+{
+    char tmp[400], command[2400];
+
+    snprintf(tmp, sizeof(tmp), "%s.new", c->verona);
+    snprintf(command, sizeof(command), "cp '%s' '%s' && chmod %o '%s' && mv -f '%s' '%s'", source, tmp, mode, tmp, tmp,
+             c->verona);
+    ck_assert_int_eq(system(command), 0);
+}
+
+void cluster_replace_binary_script(const struct cluster *c, const char *body)
+{
+    char path[400];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s.script", c->verona);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    cluster_replace_binary(c, path, 0755);
+    unlink(path);
+}
+
+void cluster_own_binary(struct cluster *c)
+{
+    char source[320];
+    FILE *f;
+
+    snprintf(source, sizeof(source), "%s/verona", getenv("VERONA_BIN_DIR"));
+    snprintf(c->verona, sizeof(c->verona), "%s/verona", c->dir);
+    cluster_replace_binary(c, source, 0755);
+    f = fopen(c->config_path, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "worker_binary = %s/verona-worker\n", getenv("VERONA_BIN_DIR"));
+    fclose(f);
+}
+
+void cluster_load_start(struct cluster_load *l, const struct cluster *c, int seconds, int keep_alive)
+{
+    char name[64], token[44], extra[600];
+    FILE *f;
+
+    harness_username(name, sizeof(name), "load");
+    harness_register(c->port, name, CLUSTER_PASSWORD);
+    ck_assert_int_eq(harness_login(c->port, name, CLUSTER_PASSWORD, token, NULL), 200);
+    snprintf(l->script, sizeof(l->script), "%s/login-%d.lua", c->dir, (int)getpid());
+    f = fopen(l->script, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n%s"
+               "wrk.body = '{\"username\":\"%s\",\"password\":\"%s\"}'\n",
+            keep_alive ? "" : "wrk.headers[\"Connection\"] = \"close\"\n", name, CLUSTER_PASSWORD);
+    fclose(f);
+    snprintf(extra, sizeof(extra), "-H 'Authorization: Bearer %s'%s", token,
+             keep_alive ? "" : " -H 'Connection: close'");
+    wrk_start(&l->session, c, "/v1/session", 16, seconds, extra);
+    snprintf(extra, sizeof(extra), "-s %s", l->script);
+    wrk_start(&l->login, c, "/v1/login", 4, seconds, extra);
+}
+
+void cluster_load_finish(struct cluster_load *l)
+{
+    wrk_finish(&l->session);
+    wrk_finish(&l->login);
+}
+
+void cluster_load_assert_no_failures(const struct cluster_load *l)
+{
+    ck_assert_msg(l->session.errors == 0 && l->session.non_2xx == 0,
+                  "session load: %ld errors, %ld non-2xx of %ld (%s)", l->session.errors, l->session.non_2xx,
+                  l->session.requests, l->session.out_path);
+    ck_assert_msg(l->login.errors == 0 && l->login.non_2xx == 0, "login load: %ld errors, %ld non-2xx of %ld (%s)",
+                  l->login.errors, l->login.non_2xx, l->login.requests, l->login.out_path);
+}
+
+double cluster_metric_sum(const struct cluster *c, const char *name)
+{
+    struct harness_response *r = calloc(1, sizeof(*r));
+    size_t len = strlen(name);
+    double sum = 0;
+    char *line, *save = NULL;
+
+    ck_assert_ptr_nonnull(r);
+    if (harness_request(cluster_metrics_port(c), "GET", "/metrics", NULL, NULL, r) != 200) {
+        free(r);
+        return -1;
+    }
+    for (line = strtok_r(r->body, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        const char *value;
+
+        if (strncmp(line, name, len) != 0 || (line[len] != ' ' && line[len] != '{'))
+            continue;
+        value = strrchr(line, ' ');
+        if (value != NULL)
+            sum += strtod(value + 1, NULL);
+    }
+    free(r);
+    return sum;
 }
 
 int cluster_start(struct cluster *c, int workers, const char *extra_config, int wait_ready)

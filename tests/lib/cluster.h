@@ -7,7 +7,10 @@
 #include <jansson.h>
 #include <sys/types.h>
 
+#define CLUSTER_PASSWORD "correct horse battery staple" /* the load's user */
+
 struct cluster {
+    char verona[320];   /* the supervisor's binary (VERONA_BIN_DIR's, or its own copy) */
     pid_t pid;
     int port;
     char dir[256];
@@ -21,6 +24,18 @@ struct cluster {
  * process (so a test can put files in c->dir first). */
 void cluster_prepare(struct cluster *c, int workers, const char *extra_config);
 int cluster_launch(struct cluster *c, int wait_ready);
+
+/* Between prepare and launch: the supervisor runs from its own copy of
+ * `verona` in c->dir (so a test may replace that file: ctl upgrade), its
+ * workers from VERONA_BIN_DIR. */
+void cluster_own_binary(struct cluster *c);
+
+/* Puts `source` at c->verona the way a package upgrade does (a new
+ * file renamed over the old one), with `mode`. */
+void cluster_replace_binary(const struct cluster *c, const char *source, int mode);
+
+/* The same with a shell script holding `body`. */
+void cluster_replace_binary_script(const struct cluster *c, const char *body);
 
 /* Starts `verona serve` with `workers` and extra config lines, and waits
  * until that many workers are ready (`wait_ready`). 0 or -1. */
@@ -76,6 +91,23 @@ void wrk_finish(struct wrk_run *run);
 
 /* Waits `ms` milliseconds while the load runs (the test's own pacing). */
 void cluster_pause_ms(int ms);
+
+/* Load on the session and login endpoints of `c` for `seconds`: a
+ * registered user, a token for GET /v1/session (16 connections), a wrk
+ * script for POST /v1/login (4), with or without keep-alive. */
+struct cluster_load {
+    struct wrk_run session, login;
+    char script[400];
+};
+
+void cluster_load_start(struct cluster_load *l, const struct cluster *c, int seconds, int keep_alive);
+void cluster_load_finish(struct cluster_load *l);
+
+/* Fails the test unless both loads saw no error and no non-2xx answer. */
+void cluster_load_assert_no_failures(const struct cluster_load *l);
+
+/* The sum of every sample of metric `name` (all its label sets), or -1. */
+double cluster_metric_sum(const struct cluster *c, const char *name);
 
 /* The supervisor's hash gate id, from worker `pid`'s environment; -1 if none. */
 int cluster_worker_gate(int pid);
