@@ -114,6 +114,7 @@ static int serve_run(struct supervisor *sup)
         sup->signals[i].data = sup;
         uv_signal_start(&sup->signals[i], serve_on_signal, serve_signals[i]);
     }
+    upgrade_signals_unblock(); /* what arrived during an upgrade's exec is handled now */
     uv_timer_init(sup->loop, &sup->tick);
     uv_timer_init(sup->loop, &sup->stop_timer);
     sup->tick.data = sup->stop_timer.data = sup;

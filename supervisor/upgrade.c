@@ -142,11 +142,33 @@ static int upgrade_fds(struct upgrade *u, int state_fd, int *fds, int max)
     return n;
 }
 
+/* The signals serve.c handles whose default action would end or stop
+ * the process: held back from just before the exec until the new image
+ * handles them (its serve_run unblocks them), so a TERM, HUP or USR2 in
+ * between waits instead of killing the supervisor. */
+static void upgrade_signal_set(sigset_t *set)
+{
+    static const int held[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2, SIGPIPE };
+
+    sigemptyset(set);
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+        sigaddset(set, held[i]);
+}
+
+void upgrade_signals_unblock(void)
+{
+    sigset_t set;
+
+    upgrade_signal_set(&set);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 static void upgrade_exec(struct upgrade *u)
 {
     struct supervisor *sup = u->sup;
     int fds[POOL_SLOTS_MAX * 4 + 8], n, fd;
     char err[256], fd_text[16];
+    sigset_t held;
     char *args[5];
 
     fd = upgrade_write_state(u, u->client_fd, 0, err, sizeof(err));
@@ -172,9 +194,12 @@ static void upgrade_exec(struct upgrade *u)
     log_emit(LOG_INFO, "supervisor_upgrade_exec",
              json_pack("{s:s, s:s, s:s, s:i}", "from", VERONA_BUILD_ID, "to", u->to_build_id, "binary", sup->self_path,
                        "workers", pool_live_count(&sup->pool)));
+    upgrade_signal_set(&held);
+    sigprocmask(SIG_BLOCK, &held, NULL);
     execv(sup->self_path, args);
     /* Still here: nothing was handed over. */
     snprintf(err, sizeof(err), "exec %.200s: %s", sup->self_path, strerror(errno));
+    sigprocmask(SIG_UNBLOCK, &held, NULL);
     for (int i = 1; i < n; i++)
         upgrade_cloexec(fds[i], 1);
     close(fd);

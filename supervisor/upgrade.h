@@ -67,6 +67,10 @@ int upgrade_running(const struct upgrade *u);
 /* The supervisor stops: an upgrade that runs is given up. */
 void upgrade_cancel(struct upgrade *u, const char *why);
 
+/* Lets through the signals an upgrade held back across its exec; called
+ * once the supervisor handles them (a no-op at a first start). */
+void upgrade_signals_unblock(void);
+
 /* Closes its handles (at the supervisor's end). */
 void upgrade_fini(struct upgrade *u);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../lib/cluster.h"
@@ -187,12 +188,21 @@ START_TEST(upgrade_waits_for_no_rollout_and_no_starting_worker)
     struct cluster c;
     char out[512];
 
-    start_own(&c, 2, ROOMY "probation_ms = 60000\n");
-    /* A worker is starting right after a scale up. */
-    ck_assert_int_eq(cluster_ctl(&c, "scale 3", out, sizeof(out)), 0);
+    /* Workers that never report ready (a test switch) stay starting. */
+    cluster_prepare(&c, 2, ROOMY "ready_timeout_ms = 60000\n");
+    cluster_own_binary(&c);
+    setenv("VERONA_TEST_NEVER_READY", "1", 1);
+    ck_assert_int_eq(cluster_launch(&c, 0), 0);
+    unsetenv("VERONA_TEST_NEVER_READY");
+    for (int i = 0; i < 400 && (cluster_count(&c, NULL) != 2 || cluster_count(&c, "starting") < 1); i++)
+        cluster_pause_ms(50);
+    ck_assert_int_ge(cluster_count(&c, "starting"), 1);
     ck_assert_int_eq(cluster_ctl(&c, "upgrade", out, sizeof(out)), 1);
     ck_assert_ptr_nonnull(strstr(out, "a worker is starting"));
-    ck_assert_int_eq(cluster_wait_workers(&c, 3, 3, 20000), 0);
+    ck_assert_int_eq(supervisor_field(&c, "upgrades"), 0);
+    cluster_stop(&c);
+
+    start_own(&c, 2, ROOMY "probation_ms = 60000\n");
     /* A rollout holds its canary on probation for a minute. */
     ck_assert_int_eq(cluster_ctl(&c, "reload", out, sizeof(out)), 0);
     ck_assert_int_eq(cluster_ctl(&c, "upgrade", out, sizeof(out)), 1);
@@ -200,6 +210,33 @@ START_TEST(upgrade_waits_for_no_rollout_and_no_starting_worker)
     ck_assert_int_eq(supervisor_field(&c, "upgrades"), 0);
     /* Bad requests change nothing either. */
     ck_assert_int_eq(cluster_ctl(&c, "upgrade now", out, sizeof(out)), 2);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* A signal whose default action ends the process (here SIGPIPE, handled
+ * by the supervisor) arriving between the exec and the new image's
+ * handlers waits for them: a storm of them through five upgrades. */
+START_TEST(signals_during_the_hand_over_wait_for_the_new_image)
+{
+    struct cluster c;
+    char out[512];
+    pid_t storm;
+
+    start_own(&c, 1, ROOMY);
+    storm = fork();
+    ck_assert_int_ge(storm, 0);
+    if (storm == 0) {
+        while (kill(c.pid, SIGPIPE) == 0)
+            usleep(50);
+        _exit(0);
+    }
+    for (int i = 1; i <= 5; i++) {
+        ck_assert_int_eq(cluster_ctl(&c, "upgrade", out, sizeof(out)), 0);
+        ck_assert_int_eq(supervisor_field(&c, "upgrades"), i);
+    }
+    kill(storm, SIGKILL);
+    waitpid(storm, NULL, 0);
     cluster_stop(&c);
 }
 END_TEST
@@ -213,6 +250,7 @@ Suite *upgrade_suite(void)
     tcase_add_test(tc, upgrade_keeps_the_pid_the_workers_and_the_counts);
     tcase_add_test(tc, binaries_that_cannot_take_over_are_refused);
     tcase_add_test(tc, upgrade_waits_for_no_rollout_and_no_starting_worker);
+    tcase_add_test(tc, signals_during_the_hand_over_wait_for_the_new_image);
     suite_add_tcase(s, tc);
     return s;
 }
