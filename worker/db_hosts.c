@@ -254,3 +254,59 @@ void db_hosts_stop_resolver(struct db *db)
     db->resolver = NULL;
 }
 
+/* The options of a connection to host `h`: the URL's own, with this one
+ * host (and its address, resolved off the loop), read-write sessions and
+ * keepalives that notice a silent primary within about 3 s, unless the
+ * URL sets them. Returns the number of pairs written. */
+int db_hosts_conn_params(const struct db *db, const struct db_host *h, const char **keys, const char **vals,
+                          int max)
+{
+    static const char *const ours[][2] = {
+        { "target_session_attrs", "read-write" }, { "keepalives", "1" }, { "keepalives_idle", "1" },
+        { "keepalives_interval", "1" },           { "keepalives_count", "2" }, { "tcp_user_timeout", "3000" },
+    };
+    int n = 0, passthrough = db_hosts_option(db, "hostaddr") != NULL;
+
+    for (const PQconninfoOption *o = db->options; o->keyword != NULL && n < max - 10; o++) {
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        if (!passthrough && (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "port") == 0))
+            continue;
+        keys[n] = o->keyword;
+        vals[n++] = o->val;
+    }
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+        if (db_hosts_option(db, ours[i][0]) != NULL)
+            continue;
+        keys[n] = ours[i][0];
+        vals[n++] = ours[i][1];
+    }
+    if (!passthrough) {
+        if (h->name[0] != '\0') {
+            keys[n] = "host";
+            vals[n++] = h->name;
+        }
+        if (h->addr[0] != '\0' && h->needs_resolve) {
+            keys[n] = "hostaddr";
+            vals[n++] = h->addr;
+        }
+        if (h->port[0] != '\0') {
+            keys[n] = "port";
+            vals[n++] = h->port;
+        }
+    }
+    keys[n] = NULL;
+    vals[n] = NULL;
+    return n;
+}
+
+/* "host:port" of a connection that is up, for status and logs. */
+void db_hosts_label(const struct db_conn *c, char *buf, size_t size)
+{
+    const char *host = PQhost(c->pg), *port = PQport(c->pg);
+
+    if (host != NULL && strchr(host, ':') != NULL && host[0] != '/')
+        snprintf(buf, size, "[%s]:%s", host, port != NULL ? port : "");
+    else
+        snprintf(buf, size, "%s:%s", host != NULL ? host : "", port != NULL ? port : "");
+}

@@ -23,6 +23,17 @@ int db_hosts_start_resolver(struct db *db);
  * name may point elsewhere after a failover). */
 void db_hosts_resolve(struct db *db);
 
+/* The options of a connection to host `h`: the URL's own, with this one
+ * host (and its address, resolved off the loop), read-write sessions and
+ * keepalives that notice a silent primary within about 3 s, unless the
+ * URL sets them. Writes up to `max` pairs (NULL-ended); returns how many. */
+int db_hosts_conn_params(const struct db *db, const struct db_host *h, const char **keys, const char **vals,
+                         int max);
+
+/* "host:port" of connection `c`, which is up ("[v6]:port"; a socket
+ * folder as it is), for status and logs. */
+void db_hosts_label(const struct db_conn *c, char *buf, size_t size);
+
 /* Stops the resolver; a lookup still running frees it when done. */
 void db_hosts_stop_resolver(struct db *db);
 

@@ -2,6 +2,7 @@
  * on each connection (worker/db.c), and a query's parameters.
  */
 #include "db.h"
+#include "db_conn.h"
 
 #include <string.h>
 
@@ -108,3 +109,34 @@ void db_query_binary(struct db_query *q, const void *value, int length)
     q->nparams++;
 }
 
+/* A statement whose answer was lost is sent again: reads, and writes that
+ * check whether a first try landed (008). The attempt rows (a login's or
+ * a password change's begin) and the registration count are not checked:
+ * sent twice, they leave one extra pending row (a failure once 30 s old)
+ * or count one registration twice; a switchover that fails a login would
+ * be worse. Never a query that timed out: it may still be running. */
+int db_statement_may_repeat(enum db_statement s, int timed_out)
+{
+    (void)s;
+    return !timed_out;
+}
+
+/* ---- what an answer means ---- */
+
+/* SQLSTATE of a node that cannot take our writes now (db_conn.h). */
+int db_result_failover(const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (state == NULL)
+        return 0;
+    return strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+           strcmp(state, "25006") == 0 || strncmp(state, "08", 2) == 0;
+}
+
+int db_result_ok(const PGresult *res)
+{
+    if (res == NULL)
+        return 0;
+    return PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK;
+}

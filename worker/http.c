@@ -1,19 +1,21 @@
-/* worker/http.c - the HTTP/1.1 server of worker/http.h.
+/* worker/http.c - the HTTP/1.1 server of worker/http.h: the listener,
+ * and each connection's machine (enum http_conn_state).
  *
- * A connection is one state machine (enum http_conn_state). Bytes are read
- * into `in`, parsed by http_parser, which is paused at the end of each
- * message; the request is then handled (maybe asynchronously) and parsing
- * resumes after its answer, so pipelined requests are answered in order.
- * A connection is freed when its handles are closed and no request of it
- * is in flight (`refs`).
+ * Bytes are read into `in` and parsed by http_parser, whose callbacks
+ * (worker/http_parse.c) build the request and record what happened; the
+ * connection acts on that once the parser returns. The parser pauses at
+ * the end of each message; the request is then handled (maybe
+ * asynchronously) and parsing resumes after its answer, so pipelined
+ * requests are answered in order. Answers go out through the response
+ * writer (worker/http_write.c). A connection is freed when its handles
+ * are closed and no request of it is in flight (`refs`).
  */
-#include "http.h"
+#include "http_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sodium.h>
 
 #include "../proto/config.h"
@@ -44,10 +46,7 @@ struct http_conn {
     int refs;                        /* tcp + timer handles + request in flight */
     char *in;                        /* owned: bytes read, not yet parsed */
     size_t in_len;
-    size_t header_bytes;
-    int last_was_value;              /* header callbacks: field after value = new header */
-    int in_trailers;                 /* the headers are complete: fields now are a chunked body's trailers */
-    int error_status;                /* set by a callback to reject the request */
+    struct http_reader rd;           /* the parser's record of the request being read */
     int close_after_write;
     int reading;
     int processing;                  /* inside http_conn_process() */
@@ -55,42 +54,7 @@ struct http_conn {
     struct http_request req;
 };
 
-struct http_write {
-    uv_write_t req;
-    struct http_conn *conn;
-    int close_after;
-    char data[];
-};
-
-static http_parser_settings http_settings;
-
 static void http_conn_fail(struct http_conn *c, int status);
-
-const char *http_status_text(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
-    }
-}
 
 static void http_conn_set_state(struct http_conn *c, enum http_conn_state next)
 {
@@ -162,286 +126,9 @@ static void http_conn_arm_timer(struct http_conn *c, uint64_t ms)
     uv_timer_start(&c->timer, http_conn_on_timeout, ms, 0);
 }
 
-static void http_request_reset(struct http_request *req)
-{
-    if (req->body != NULL)
-        sodium_memzero(req->body, req->body_len);
-    req->path = NULL;
-    req->text_len = 0;
-    req->header_count = 0;
-    req->body_len = 0;
-    req->keep_alive = 0;
-    req->route_data = NULL;
-    req->route = -1; /* none yet: the counters go by the path */
-    req->start_ns = uv_hrtime();
-}
-
-/* Appends parser data to the request's text area; 0 or -1 when full. */
-static int http_text_append(struct http_conn *c, const char *at, size_t len)
-{
-    struct http_request *req = &c->req;
-
-    c->header_bytes += len;
-    if (c->header_bytes > HTTP_HEADERS_MAX_BYTES || req->text_len + len + 1 >= sizeof(req->text)) {
-        c->error_status = 431;
-        return -1;
-    }
-    memcpy(req->text + req->text_len, at, len);
-    req->text_len += (unsigned)len;
-    req->text[req->text_len] = '\0';
-    return 0;
-}
-
-/* Ends the current string in `text` (a NUL) so each piece stays a C string. */
-static int http_text_terminate(struct http_conn *c)
-{
-    struct http_request *req = &c->req;
-
-    if (req->text_len + 1 >= sizeof(req->text)) {
-        c->error_status = 431;
-        return -1;
-    }
-    req->text_len++; /* keep the NUL written by http_text_append */
-    req->text[req->text_len] = '\0';
-    return 0;
-}
-
-static int http_on_message_begin(http_parser *p)
-{
-    struct http_conn *c = p->data;
-
-    http_request_reset(&c->req);
-    c->header_bytes = 0;
-    c->last_was_value = 0;
-    c->in_trailers = 0;
-    c->error_status = 0;
-    if (c->state == HTTP_CONN_IDLE) {
-        http_conn_set_state(c, HTTP_CONN_READING);
-        http_conn_arm_timer(c, HTTP_HEADER_TIMEOUT_MS);
-    }
-    return 0;
-}
-
-static int http_on_url(http_parser *p, const char *at, size_t len)
-{
-    return http_text_append(p->data, at, len) == 0 ? 0 : 1;
-}
-
-static int http_on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *c = p->data;
-    struct http_request *req = &c->req;
-
-    /* The trailers of a chunked body are never headers: a client (or a
-     * proxy that forwards them) could otherwise add an X-Forwarded-For
-     * after the one the proxy wrote. They are read past and dropped. */
-    if (c->in_trailers)
-        return 0;
-
-    if (req->header_count == 0 && !c->last_was_value && req->path == NULL) {
-        /* First header: the URL is complete. */
-        if (http_text_terminate(c) != 0)
-            return 1;
-        req->path = req->text;
-    }
-    if (c->last_was_value || req->header_count == 0) {
-        if (c->last_was_value && http_text_terminate(c) != 0)
-            return 1;
-        if (req->header_count == 0 || c->last_was_value) {
-            if (req->header_count == HTTP_HEADERS_MAX_COUNT) {
-                c->error_status = 431;
-                return 1;
-            }
-            req->headers[req->header_count].name_off = req->text_len;
-            req->headers[req->header_count].name_len = 0;
-            req->header_count++;
-            c->header_bytes += 4; /* its ": " and CRLF count toward the 8 KiB too */
-        }
-        c->last_was_value = 0;
-    }
-    /* "Name : value" is a request smuggling shape (RFC 9112 5.1): refuse it. */
-    if (memchr(at, ' ', len) != NULL || memchr(at, '\t', len) != NULL) {
-        c->error_status = 400;
-        return 1;
-    }
-    req->headers[req->header_count - 1].name_len += (unsigned)len;
-    return http_text_append(c, at, len) == 0 ? 0 : 1;
-}
-
-static int http_on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *c = p->data;
-    struct http_request *req = &c->req;
-    struct http_header *h;
-
-    if (c->in_trailers)
-        return 0;
-    h = &req->headers[req->header_count - 1];
-    if (!c->last_was_value) {
-        if (http_text_terminate(c) != 0)
-            return 1;
-        h->value_off = req->text_len;
-        h->value_len = 0;
-        c->last_was_value = 1;
-    }
-    h->value_len += (unsigned)len;
-    return http_text_append(c, at, len) == 0 ? 0 : 1;
-}
-
-static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after);
-
-/* A header's value (empty when the field had none). */
-static const char *http_header_value(const struct http_request *req, const struct http_header *h)
-{
-    return h->value_len == 0 && h->value_off == 0 ? "" : req->text + h->value_off;
-}
-
-/* 1 when the request expects 100-continue, 0 when it expects nothing, -1
- * when any Expect field asks for something else. */
-static int http_request_expect(const struct http_request *req)
-{
-    int found = 0;
-
-    for (int i = 0; i < req->header_count; i++) {
-        const struct http_header *h = &req->headers[i];
-
-        if (strcasecmp(req->text + h->name_off, "expect") != 0)
-            continue;
-        if (strcasecmp(http_header_value(req, h), "100-continue") != 0)
-            return -1;
-        found = 1;
-    }
-    return found;
-}
-
-static int http_on_headers_complete(http_parser *p)
-{
-    struct http_conn *c = p->data;
-    struct http_request *req = &c->req;
-    int expect;
-    char *q;
-
-    /* Any return but 0, 1 or 2 makes the parser stop with an error. */
-    if (req->path == NULL) {
-        if (http_text_terminate(c) != 0)
-            return -1;
-        req->path = req->text;
-    } else if (c->last_was_value && http_text_terminate(c) != 0) {
-        return -1;
-    }
-    if (p->http_major != 1) {
-        c->error_status = 400;
-        return -1;
-    }
-    q = strchr(req->text, '?');
-    if (q != NULL && req->path == req->text)
-        *q = '\0';
-    /* A field value has no trailing blanks (RFC 9110 5.5; http_parser
-     * drops only the leading ones). */
-    for (int i = 0; i < req->header_count; i++) {
-        struct http_header *h = &req->headers[i];
-        char *value = req->text + h->value_off;
-
-        while (h->value_len > 0 && (value[h->value_len - 1] == ' ' || value[h->value_len - 1] == '\t'))
-            value[--h->value_len] = '\0';
-    }
-    if (p->content_length != ULLONG_MAX && p->content_length > HTTP_BODY_MAX_BYTES) {
-        c->error_status = 413;
-        return -1;
-    }
-    expect = http_request_expect(req);
-    if (expect < 0) {
-        c->error_status = 417; /* RFC 9110 10.1.1: an expectation we cannot meet */
-        return -1;
-    }
-    if (expect > 0 &&
-        (p->flags & F_CHUNKED || (p->content_length > 0 && p->content_length != ULLONG_MAX))) {
-        const uv_buf_t interim = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
-        http_write_raw(c, &interim, 1, 0);
-    }
-    c->in_trailers = 1;
-    return 0;
-}
-
-static int http_on_body(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *c = p->data;
-    struct http_request *req = &c->req;
-
-    if (req->body_len + len > HTTP_BODY_MAX_BYTES) {
-        c->error_status = 413;
-        return 1;
-    }
-    if (req->body == NULL) {
-        req->body = malloc(HTTP_BODY_MAX_BYTES + 1);
-        if (req->body == NULL) {
-            c->error_status = 503;
-            return 1;
-        }
-    }
-    memcpy(req->body + req->body_len, at, len);
-    req->body_len += len;
-    req->body[req->body_len] = '\0';
-    return 0;
-}
-
-static int http_on_message_complete(http_parser *p)
-{
-    struct http_conn *c = p->data;
-
-    c->req.keep_alive = http_should_keep_alive(p) && !c->server->draining;
-    c->req.method = (enum http_method)p->method;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
 int http_request_peer_gone(const struct http_request *req)
 {
     return req->conn->peer_done || uv_is_closing((const uv_handle_t *)&req->conn->tcp);
-}
-
-const char *http_request_header(const struct http_request *req, const char *name)
-{
-    for (int i = 0; i < req->header_count; i++) {
-        const struct http_header *h = &req->headers[i];
-        if (strcasecmp(req->text + h->name_off, name) == 0)
-            return http_header_value(req, h);
-    }
-    return NULL;
-}
-
-int http_request_header_count(const struct http_request *req, const char *name)
-{
-    int n = 0;
-
-    for (int i = 0; i < req->header_count; i++)
-        n += strcasecmp(req->text + req->headers[i].name_off, name) == 0;
-    return n;
-}
-
-const char *http_request_header_all(const struct http_request *req, const char *name, char *buf, size_t size)
-{
-    size_t n = 0;
-    int found = 0;
-
-    if (size == 0)
-        return NULL;
-    buf[0] = '\0';
-    for (int i = 0; i < req->header_count; i++) {
-        const struct http_header *h = &req->headers[i];
-        const char *value;
-        int len;
-
-        if (strcasecmp(req->text + h->name_off, name) != 0)
-            continue;
-        value = http_header_value(req, h);
-        len = snprintf(buf + n, size - n, "%s%s", found ? ", " : "", value);
-        if (len < 0 || (size_t)len >= size - n)
-            return NULL; /* cannot happen within the header limit */
-        n += (size_t)len;
-        found = 1;
-    }
-    return found ? buf : NULL;
 }
 
 static void http_conn_process(struct http_conn *c);
@@ -452,68 +139,34 @@ static int http_conn_backlogged(const struct http_conn *c)
     return c->tcp.write_queue_size > HTTP_UNSENT_MAX;
 }
 
-static void http_on_write(uv_write_t *w, int status)
+/* A queued answer went out (or failed). */
+static void http_conn_on_written(void *arg, int status, int close_after)
 {
-    struct http_write *hw = (struct http_write *)w;
-    struct http_conn *c = hw->conn;
+    struct http_conn *c = arg;
 
-    if (status < 0 || hw->close_after)
+    if (status < 0 || close_after)
         http_conn_close(c);
     else if (!uv_is_closing((uv_handle_t *)&c->tcp) && !http_conn_backlogged(c) && !c->reading)
         http_conn_process(c); /* the client took its answers: read and parse again */
     http_conn_unref(c);
-    free(hw);
 }
 
-/* Writes the pieces: straight to the socket when it takes them all (the
- * usual case: no allocation, no copy, no write request, no change to the
- * loop's epoll set), else what is left as one buffer (one allocation, one
- * copy) owned by a write request until its callback. A write that closes
- * the connection always takes the request path, which closes after it. */
+/* Writes an answer's pieces (worker/http_write.c); a queued write holds a
+ * reference. A last answer never taken drops the connection. */
 static int http_write_raw(struct http_conn *c, const uv_buf_t *parts, int count, int close_after)
 {
-    struct http_write *hw;
-    uv_buf_t buf;
-    size_t len = 0, at = 0, skip = 0;
+    int rc;
 
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return -EPIPE;
-    for (int i = 0; i < count; i++)
-        len += parts[i].len;
-    if (!close_after) {
-        int n = uv_try_write((uv_stream_t *)&c->tcp, parts, (unsigned)count);
-
-        if (n > 0 && (size_t)n == len)
-            return 0;
-        if (n > 0)
-            skip = (size_t)n; /* the socket is full: queue the rest */
-    }
-    hw = malloc(sizeof(*hw) + (len - skip));
-    if (hw == NULL) {
-        http_conn_close(c);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < count; i++) {
-        size_t from = skip > at ? skip - at : 0;
-
-        if (parts[i].len > from)
-            memcpy(hw->data + (at + from - skip), parts[i].base + from, parts[i].len - from);
-        at += parts[i].len;
-    }
-    len -= skip;
-    hw->conn = c;
-    hw->close_after = close_after;
     if (close_after)
-        http_conn_arm_timer(c, HTTP_CLOSE_TIMEOUT_MS); /* a last answer never taken drops the connection */
-    buf = uv_buf_init(hw->data, (unsigned)len);
-    c->refs++;
-    if (uv_write(&hw->req, (uv_stream_t *)&c->tcp, &buf, 1, http_on_write) != 0) {
-        c->refs--;
-        free(hw);
+        http_conn_arm_timer(c, HTTP_CLOSE_TIMEOUT_MS);
+    rc = http_write((uv_stream_t *)&c->tcp, parts, count, close_after, http_conn_on_written, c);
+    if (rc == 1)
+        c->refs++;
+    else if (rc < 0)
         http_conn_close(c);
-        return -EPIPE;
-    }
-    return 0;
+    return rc < 0 ? rc : 0;
 }
 
 static void http_conn_read_start(struct http_conn *c);
@@ -523,26 +176,13 @@ void http_respond(struct http_request *req, int status, const char *headers, con
 {
     struct http_conn *c = req->conn;
     struct http_server *server = c->server;
-    char head[512], length[48] = "";
+    char head[512];
     int keep_alive = req->keep_alive && !server->draining && !c->close_after_write;
     /* The answer to HEAD has GET's head, Content-Length included, and no body. */
     size_t body_sent = status == 204 || req->method == HTTP_HEAD ? 0 : body_len;
-    int n;
+    int n = http_response_head(head, sizeof(head), status, body_len, keep_alive);
 
-    /* A 204 has no body and no Content-Length (RFC 9110, 8.6). */
-    if (status != 204)
-        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", body_len);
-    n = snprintf(head, sizeof(head),
-                 "HTTP/1.1 %d %s\r\n"
-                 "%s"
-                 "%s"
-                 "%s"
-                 "Cache-Control: no-store\r\n"
-                 "\r\n",
-                 status, http_status_text(status), length,
-                 status == 204 || body_len == 0 ? "" : "Content-Type: application/json\r\n",
-                 keep_alive ? "" : "Connection: close\r\n");
-    if (n > 0 && (size_t)n < sizeof(head)) {
+    if (n > 0) {
         /* Extra headers go before the blank line ending the head. */
         const uv_buf_t parts[4] = {
             uv_buf_init(head, (unsigned)n - 2),
@@ -573,22 +213,8 @@ void http_respond(struct http_request *req, int status, const char *headers, con
 
 static void http_conn_fail(struct http_conn *c, int status)
 {
-    static const struct {
-        int status;
-        const char *body;
-    } bodies[] = {
-        { 400, "{\"error\":\"invalid_request\",\"message\":\"malformed HTTP request\"}" },
-        { 408, "{\"error\":\"request_timeout\",\"message\":\"request not received in time\"}" },
-        { 413, "{\"error\":\"body_too_large\",\"message\":\"request body over 16 KiB\"}" },
-        { 417, "{\"error\":\"expectation_failed\",\"message\":\"only Expect: 100-continue is supported\"}" },
-        { 431, "{\"error\":\"headers_too_large\",\"message\":\"request headers over 8 KiB or 100 fields\"}" },
-        { 503, "{\"error\":\"unavailable\",\"message\":\"out of memory\"}" },
-    };
-    const char *body = bodies[0].body;
+    const char *body = http_error_body(status);
 
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
-        if (bodies[i].status == status)
-            body = bodies[i].body;
     c->req.keep_alive = 0;
     c->close_after_write = 1;
     /* Refused before its headers ended, the path may still hold its query. */
@@ -606,64 +232,46 @@ static void http_conn_dispatch(struct http_conn *c)
 {
     uv_timer_stop(&c->timer);
     http_conn_set_state(c, HTTP_CONN_HANDLING);
+    if (c->server->draining)
+        c->req.keep_alive = 0;
     c->refs++;
     c->req.conn = c;
     c->server->stats.requests_in_flight++;
     c->server->handler(c->server, &c->req);
 }
 
-/* RFC 9110 5.6.2 token characters. */
-static int http_is_tchar(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-/* A request line whose method http_parser does not know ("BREW / HTTP/1.1",
- * a lower-case "get"): when the line is otherwise well formed, the handler
- * answers it as any method its route does not allow (404 or 405 with
- * Allow). The rest of the request cannot be framed, so the connection
- * closes after the answer. 0 when handed to the handler, -1 (answer 400)
- * when the line is malformed or not there whole (split over reads). */
+/* A request line whose method http_parser does not know (see
+ * http_request_line_unknown): handed to the handler, which answers it as
+ * a method its route does not allow; the connection closes after the
+ * answer. 0 when handed over, -1 (answer 400) when the line is malformed
+ * or not there whole (split over reads). */
 static int http_conn_unknown_method(struct http_conn *c)
 {
-    const char *p = c->in, *end = c->in + c->in_len, *target, *stop;
-    size_t method_len = 0, path_len;
-
-    while (p < end && (*p == '\r' || *p == '\n'))
-        p++;
-    while (p + method_len < end && http_is_tchar((unsigned char)p[method_len]))
-        method_len++;
-    if (method_len == 0 || p + method_len >= end || p[method_len] != ' ')
+    if (http_request_line_unknown(c->in, c->in_len, &c->req) != 0)
         return -1;
-    target = p + method_len + 1;
-    stop = memchr(target, ' ', (size_t)(end - target));
-    /* The whole line: " HTTP/1.0" or " HTTP/1.1", then CRLF (or LF). */
-    if (stop == NULL || *target != '/' || end - stop < 10 ||
-        (memcmp(stop, " HTTP/1.1", 9) != 0 && memcmp(stop, " HTTP/1.0", 9) != 0) ||
-        !(stop[9] == '\n' || (stop[9] == '\r' && end - stop >= 11 && stop[10] == '\n')))
-        return -1;
-    path_len = 0;
-    for (const char *t = target; t < stop; t++) {
-        if ((unsigned char)*t <= 0x20 || (unsigned char)*t == 0x7f)
-            return -1;
-        if (*t == '?' && path_len == 0)
-            path_len = (size_t)(t - target);
-    }
-    if (path_len == 0)
-        path_len = (size_t)(stop - target);
-    if (path_len >= sizeof(c->req.text))
-        return -1;
-    http_request_reset(&c->req);
-    memcpy(c->req.text, target, path_len);
-    c->req.text[path_len] = '\0';
-    c->req.text_len = (unsigned)path_len + 1;
-    c->req.path = c->req.text;
-    c->req.method = HTTP_METHOD_UNKNOWN;
     c->close_after_write = 1;
     c->in_len = 0;
     http_conn_dispatch(c);
     return 0;
+}
+
+/* Acts on what the parser recorded: a request began (the header
+ * timeout runs from its first byte), it expects 100-continue. */
+static void http_conn_after_parse(struct http_conn *c)
+{
+    if (c->rd.began) {
+        c->rd.began = 0;
+        if (c->state == HTTP_CONN_IDLE) {
+            http_conn_set_state(c, HTTP_CONN_READING);
+            http_conn_arm_timer(c, HTTP_HEADER_TIMEOUT_MS);
+        }
+    }
+    if (c->rd.wants_continue) {
+        const uv_buf_t interim = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
+
+        c->rd.wants_continue = 0;
+        http_write_raw(c, &interim, 1, 0);
+    }
 }
 
 /* Parses what is buffered: hands each complete request to the handler
@@ -677,9 +285,10 @@ static void http_conn_process(struct http_conn *c)
     c->refs++;
     while ((c->state == HTTP_CONN_IDLE || c->state == HTTP_CONN_READING) && c->in_len > 0 &&
            !uv_is_closing((uv_handle_t *)&c->tcp) && !http_conn_backlogged(c)) {
-        size_t n = http_parser_execute(&c->parser, &http_settings, c->in, c->in_len);
+        size_t n = http_parser_execute(&c->parser, &http_reader_settings, c->in, c->in_len);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 
+        http_conn_after_parse(c);
         if (e == HPE_INVALID_METHOD && http_conn_unknown_method(c) == 0)
             break;
         if (n > c->in_len)
@@ -692,7 +301,7 @@ static void http_conn_process(struct http_conn *c)
             continue;
         }
         if (e != HPE_OK) {
-            int status = c->error_status != 0 ? c->error_status : 400;
+            int status = c->rd.error_status != 0 ? c->rd.error_status : 400;
             if (e == HPE_HEADER_OVERFLOW)
                 status = 431;
             http_conn_fail(c, status);
@@ -802,7 +411,8 @@ static void http_server_accept(struct http_server *server)
     uv_tcp_nodelay(&c->tcp, 1);
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->req.peer, &len);
     http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    c->rd.req = &c->req;
+    c->parser.data = &c->rd;
     c->req.conn = c;
     http_conn_set_state(c, HTTP_CONN_IDLE);
     /* Until its first request, a connection gets the header timeout (as
@@ -835,13 +445,6 @@ int http_server_init(struct http_server *server, uv_loop_t *loop, const char *ad
     int rc;
 
     memset(server, 0, sizeof(*server));
-    http_settings.on_message_begin = http_on_message_begin;
-    http_settings.on_url = http_on_url;
-    http_settings.on_header_field = http_on_header_field;
-    http_settings.on_header_value = http_on_header_value;
-    http_settings.on_headers_complete = http_on_headers_complete;
-    http_settings.on_body = http_on_body;
-    http_settings.on_message_complete = http_on_message_complete;
     server->loop = loop;
     server->handler = handler;
     server->data = data;
