@@ -384,7 +384,9 @@ int admin_adopt(struct admin *admin, struct supervisor *sup, const char *path, i
     uv_pipe_init(sup->loop, &admin->server, 0);
     admin->server.data = admin;
     rc = uv_pipe_open(&admin->server, fd);
-    if (rc == 0)
+    if (rc != 0)
+        close(fd); /* the handle never owned it */
+    else
         rc = uv_listen((uv_stream_t *)&admin->server, 16, admin_on_connection);
     if (rc != 0) {
         snprintf(err, errsize, "admin_socket %s (descriptor %d): %s", path, fd, uv_strerror(rc));

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../proto/config.h"
 #include "../proto/control.h"
@@ -357,7 +358,9 @@ int metrics_adopt(struct metrics *m, struct supervisor *sup, int fd, char *err, 
     uv_tcp_init(sup->loop, &m->server);
     m->server.data = m;
     rc = uv_tcp_open(&m->server, fd);
-    if (rc == 0)
+    if (rc != 0)
+        close(fd); /* the handle never owned it */
+    else
         rc = uv_listen((uv_stream_t *)&m->server, 64, metrics_on_connection);
     if (rc != 0) {
         snprintf(err, errsize, "metrics_listen (descriptor %d): %s", fd, uv_strerror(rc));

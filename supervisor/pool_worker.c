@@ -446,7 +446,9 @@ int pool_worker_adopt(struct pool *pool, struct pool_worker *w, int control_fd, 
     uv_pipe_init(pool->sup->loop, &w->control, 0);
     w->control.data = w;
     rc = uv_pipe_open(&w->control, control_fd);
-    if (rc == 0)
+    if (rc != 0)
+        close(control_fd); /* the handle never owned it */
+    else
         rc = uv_read_start((uv_stream_t *)&w->control, pool_on_alloc, pool_on_read);
     if (rc != 0) {
         snprintf(err, errsize, "worker %d: control socket %d: %s", w->pid, control_fd, uv_strerror(rc));

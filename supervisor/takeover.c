@@ -128,7 +128,7 @@ int takeover_load(struct supervisor *sup, const char *fd_text, char *err, size_t
     build_ref(st.builds[st.build]); /* pool_init takes it */
     if (pool_init(&sup->pool, sup, st.builds[st.build], err, errsize) != 0)
         goto fail;
-    pool_set_gate(&sup->pool, st.gate);
+    pool_set_gate(&sup->pool, st.gate); /* and removes the one pool_init made */
     build_unref(sup->pool.good);
     sup->pool.good = st.builds[st.good];
     build_ref(sup->pool.good);

@@ -219,8 +219,11 @@ static void upgrade_on_settle(uv_timer_t *t)
         upgrade_refuse(u, why);
         return;
     }
+    /* A reaped worker whose handles still close holds a build reference
+     * the state would not name: its descriptor would outlive the exec
+     * with no owner (builds are not close-on-exec). */
     for (struct pool_worker *w = sup->pool.workers; w != NULL; w = w->next)
-        if (w->state != WORKER_EXITED && uv_stream_get_write_queue_size((uv_stream_t *)&w->control) > 0)
+        if (w->state == WORKER_EXITED || uv_stream_get_write_queue_size((uv_stream_t *)&w->control) > 0)
             queued = 1;
     if (why == NULL && !queued) {
         upgrade_exec(u);
@@ -229,7 +232,8 @@ static void upgrade_on_settle(uv_timer_t *t)
     if (uv_now(sup->loop) >= u->settle_until_ms) {
         char reason[160];
 
-        snprintf(reason, sizeof(reason), "%s after %d s", why != NULL ? why : "control messages still queued",
+        snprintf(reason, sizeof(reason), "%s after %d s",
+                 why != NULL ? why : "control messages still queued or a worker's exit still closing",
                  UPGRADE_SETTLE_MS / 1000);
         upgrade_refuse(u, reason);
         return;
